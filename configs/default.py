@@ -1,0 +1,90 @@
+"""Every default of the reference CycleGAN, grouped; the base of the other configs.
+
+Field names keep the reference's option names (netG, ngf, lambda_A, n_epochs_decay, ...) so its
+users find them. Override any field on the command line: --config.model.ngf=32.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  config.model = model = ml_collections.ConfigDict()
+  model.netG = 'resnet_9blocks'  # resnet_9blocks | resnet_6blocks | unet_128 | unet_256
+  model.netD = 'basic'  # basic | n_layers | pixel
+  model.ngf = 64
+  model.ndf = 64
+  model.n_layers_D = 3  # used when netD is n_layers
+  model.norm = 'instance'  # instance | batch | none
+  model.init_type = 'normal'  # normal | xavier | kaiming | orthogonal
+  model.init_gain = 0.02
+  model.no_dropout = True  # the reference's CycleGAN trains without dropout
+  model.input_nc = 3
+  model.output_nc = 3
+
+  config.data = data = ml_collections.ConfigDict()
+  data.dataset = 'synthetic_seasons'  # synthetic_seasons | folder | tfds
+  data.root = ''  # folder datasets: root/trainA, trainB, testA, testB
+  data.tfds_name = 'cycle_gan/horse2zebra'
+  data.tfds_data_dir = ''  # '' = tfds' default (~/tensorflow_datasets)
+  data.load_size = 286
+  data.crop_size = 256
+  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+  data.preprocess = 'resize_and_crop'
+  data.no_flip = False
+  data.direction = 'AtoB'  # AtoB | BtoA
+  data.max_dataset_size = 0  # 0 = no limit (the reference's inf)
+  data.serial_batches = False  # True: B in order too instead of at random
+  data.cache = False  # cache decoded images in memory
+  data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
+  data.synthetic_train_size = 400  # scenes per domain
+  data.synthetic_test_size = 50
+  data.seed = 0
+
+  config.train = train = ml_collections.ConfigDict()
+  train.batch_size = 1
+  train.lr = 0.0002
+  train.beta1 = 0.5
+  train.beta2 = 0.999
+  train.n_epochs = 100  # epochs at the initial learning rate
+  train.n_epochs_decay = 100  # epochs of linear decay to zero
+  train.epoch_count = 1
+  train.lr_policy = 'linear'  # linear | step | cosine | plateau
+  train.lr_decay_iters = 50  # step policy: multiply by 0.1 every lr_decay_iters epochs
+  train.pool_size = 50  # 0 = no image pool
+  train.gan_mode = 'lsgan'  # lsgan | vanilla | wgangp
+  train.gp_weight = 10.0  # wgangp gradient penalty weight
+  train.max_steps = 0  # 0 = run all epochs; else stop after this many steps in total
+  train.checkpoint_every_steps = 1000
+  train.max_to_keep = 3
+  train.log_every_steps = 100
+  train.image_every_steps = 500  # image summaries and sample grids
+  train.eval_every_steps = 0  # 0 = no evaluation during training
+  train.deterministic = False  # bit-reproducible ops (slower)
+  train.seed = 0
+  train.strategy = 'default'  # default | mirrored | multi_worker | tpu
+  train.devices = ''  # mirrored: comma-separated devices, '' = all local GPUs
+  train.precision = 'float32'  # float32 | mixed_bfloat16 | mixed_float16
+  train.init_from = ''  # directory of converted reference weights to start from
+
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.lambda_A = 10.0
+  loss.lambda_B = 10.0
+  loss.lambda_identity = 0.5
+
+  config.eval = evaluation = ml_collections.ConfigDict()
+  evaluation.num_images = 0  # test images per domain, 0 = the whole test split
+  evaluation.inception_weights = ''  # path to InceptionV3 no-top weights for FID / KID
+  evaluation.classifier_epochs = 5
+  evaluation.seed = 0
+
+  config.export = export = ml_collections.ConfigDict()
+  export.model_name_a2b = 'cyclegan_a2b'
+  export.model_name_b2a = 'cyclegan_b2a'
+
+  config.translate = translate = ml_collections.ConfigDict()
+  translate.tile_size = 512  # images larger than this are translated in tiles
+  translate.tile_overlap = 64
+
+  return config

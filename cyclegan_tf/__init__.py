@@ -1,0 +1,1 @@
+"""CycleGAN unpaired image-to-image translation in TensorFlow 2 / Keras 3."""

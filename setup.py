@@ -1,0 +1,30 @@
+"""cyclegan_tf: CycleGAN unpaired image-to-image translation in TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name='cyclegan_tf',
+    version='0.1.0',
+    description='CycleGAN in TensorFlow 2 / Keras 3, matching the reference PyTorch CycleGAN',
+    packages=setuptools.find_packages(include=['cyclegan_tf', 'cyclegan_tf.*', 'serving',
+                                               'configs']),
+    python_requires='>=3.11,<3.12',
+    install_requires=[
+        'tensorflow==2.21.0',
+        'keras==3.15.1',
+        'tensorboard==2.21.0',
+        'tensorflow-datasets==4.9.10',
+        'importlib_resources>=6.0',
+        'absl-py>=2.1',
+        'ml-collections>=1.0',
+        'matplotlib>=3.8',
+        'pillow>=10.0',
+        'numpy>=1.26',
+        'scipy>=1.11',
+        'psutil>=5.9',
+    ],
+    extras_require={
+        'test': ['pytest>=8.0', 'pytest-timeout>=2.3', 'dill>=0.3.8'],
+        'convert': ['torch==2.13.0'],
+    },
+)
