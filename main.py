@@ -33,6 +33,8 @@ flags.DEFINE_enum('direction', 'AtoB', ('AtoB', 'BtoA'), 'translate: which gener
 flags.DEFINE_string('saved_model', None,
                     'translate: an exported or converted SavedModel instead of --workdir.')
 flags.DEFINE_string('pth', None, 'convert: a reference PyTorch state dict (.pth).')
+flags.DEFINE_enum('role', None, ('G_A', 'G_B', 'D_A', 'D_B'),
+                  'convert: the network the .pth holds (default: from the file name).')
 flags.DEFINE_integer('step', None, 'evaluate / export / translate: checkpoint step '
                      '(default: the latest).')
 flags.DEFINE_bool('read_dataset', False, 'benchmark: feed the configured dataset instead of '
@@ -79,7 +81,7 @@ def main(argv):
     if not FLAGS.pth or not FLAGS.output:
       raise app.UsageError('--mode=convert needs --pth (a .pth file) and --output (a folder).')
     from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top
-    convert.convert_file(FLAGS.pth, FLAGS.output, config)
+    convert.convert_file(FLAGS.pth, FLAGS.output, config, role=FLAGS.role)
   elif mode == 'benchmark':
     from cyclegan_tf import benchmark  # pylint: disable=g-import-not-at-top
     benchmark.run(config, read_dataset=FLAGS.read_dataset)

@@ -206,7 +206,7 @@ def _unet_generator(f, input_nc, output_nc, num_downs, ngf, use_dropout, name):
       y = layers.ReLU()(y)
       y = f.conv_transpose(y, outer_nc, 4, f'{prefix}.5')
       y = f.norm(y, f'{prefix}.6')
-      if use_dropout:
+      if use_dropout and depth >= 4:  # the reference drops out in the ngf*8 middle blocks only
         y = layers.Dropout(0.5)(y)
     return layers.Concatenate(axis=-1)([x, y])  # skip connection: input first
 

@@ -1,0 +1,111 @@
+"""Shared pytest setup for cyclegan_tf's tests.
+
+Keep the tests small: the machine has 2 CPU cores shared by several people (tiny nets, 16-64 px).
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# The repository root, so `pytest` works without installing the package.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture
+def default_config():
+  """A fresh configs/default.py config per test (ConfigDicts are mutable: never share one)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  return default.get_config()
+
+
+def tiny_config(**overrides):
+  """A CycleGAN small enough to train a few steps in seconds: synthetic_seasons, 32 px.
+
+  `overrides` are dotted field names: tiny_config(**{'train.max_steps': 4}).
+  """
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.model.netG = 'resnet_6blocks'
+  config.model.ngf = 4
+  config.model.ndf = 4
+  config.data.dataset = 'synthetic_seasons'
+  config.data.load_size = 36
+  config.data.crop_size = 32
+  config.data.synthetic_train_size = 12
+  config.data.synthetic_test_size = 4
+  config.train.n_epochs = 1
+  config.train.n_epochs_decay = 1
+  config.train.log_every_steps = 2
+  config.train.image_every_steps = 4
+  config.train.checkpoint_every_steps = 4
+  for name, value in overrides.items():
+    node = config
+    *parents, leaf = name.split('.')
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+  """(config, workdir) of a finished tiny run of 24 steps (2 epochs), shared by many tests."""
+  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp('trained_run'))
+  # A higher learning rate than the reference's so that 24 steps visibly learn.
+  config = tiny_config(**{'train.log_every_steps': 4, 'train.checkpoint_every_steps': 8,
+                          'train.lr': 0.002})
+  train.train_and_evaluate(config, workdir)
+  return config, workdir
+
+
+@pytest.fixture(scope='session')
+def exported_run(tmp_path_factory):
+  """A tiny run exported once by export.export_run, shared by the export, translate and serving
+  tests (an export costs seconds of tracing and saving).
+
+  G_A is a float32 resnet_6blocks (ngf 4); G_B was built under mixed_bfloat16, so the export
+  must rebuild it in float32. train.load_generators is replaced by a stand-in that returns them
+  (step 7). Fields: config, workdir, export_dir (= workdir/export), paths ({model name: version
+  dir}), generators ({'G_A', 'G_B'}: float32 Keras models with the exported weights), step.
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import export, networks  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.model.netG = 'resnet_6blocks'
+  config.model.ngf = 4
+  workdir = tmp_path_factory.mktemp('exported_run')
+  g_a = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_A', seed=1)
+  keras.config.set_dtype_policy('mixed_bfloat16')
+  try:
+    g_b_mixed = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_B', seed=2)
+  finally:
+    keras.config.set_dtype_policy('float32')
+  g_b = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_B')
+  g_b.set_weights(g_b_mixed.get_weights())
+  calls = []
+
+  def load_generators(cfg, wd, step=None):
+    del cfg
+    calls.append((wd, step))
+    return {'G_A': g_a, 'G_B': g_b_mixed}, 7
+
+  with pytest.MonkeyPatch.context() as mp:
+    try:
+      from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+      mp.setattr(train, 'load_generators', load_generators)
+    except Exception:  # pylint: disable=broad-except
+      stub = types.ModuleType('cyclegan_tf.train')  # train.py absent or mid-edit
+      stub.load_generators = load_generators
+      mp.setitem(sys.modules, 'cyclegan_tf.train', stub)
+    paths = export.export_run(config, str(workdir))
+  return types.SimpleNamespace(
+      config=config, workdir=str(workdir), export_dir=str(workdir / 'export'), paths=paths,
+      generators={'G_A': g_a, 'G_B': g_b}, calls=calls, step=7)

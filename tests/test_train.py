@@ -1,0 +1,207 @@
+"""The train loop: run directory, learning, exact resume, faults, TensorBoard over HTTP."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, tiny_config
+from cyclegan_tf import configuration
+from cyclegan_tf import losses
+from cyclegan_tf import train
+
+
+def _scalars(logdir, tag):
+  """(step, value) pairs of a scalar tag, read from the TF2 summary event files."""
+  values = []
+  for path in sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        if v.tag == tag:
+          values.append((event.step, float(tf.make_ndarray(v.tensor))))
+  return values
+
+
+def _checkpoint_values(workdir):
+  path = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  reader = tf.train.load_checkpoint(path)
+  names = [n for n in reader.get_variable_to_shape_map() if not n.startswith('_CHECKPOINT')]
+  return path, {n: reader.get_tensor(n) for n in names}
+
+
+def test_run_directory_holds_everything_a_user_needs(trained_run):
+  config, workdir = trained_run
+  assert json.load(open(os.path.join(workdir, 'config.json')))['model']['ngf'] == 4
+  path, values = _checkpoint_values(workdir)
+  assert path.endswith('ckpt-24')
+  # The networks' variables are stored once, under the optimizers that hold them too.
+  for part in ('optimizer_G', 'optimizer_D', 'pool_A', 'pool_B', 'step', 'epoch', 'plateau'):
+    assert any(n.startswith(part) for n in values), part
+  assert values['step/.ATTRIBUTES/VARIABLE_VALUE'] == 24
+  assert values['pool_A/num_images/.ATTRIBUTES/VARIABLE_VALUE'] == 24  # pool of 50, 24 steps
+  nets, step = train.load_generators(None, workdir)
+  assert step == 24
+  first_kernel = 'optimizer_G/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE'
+  np.testing.assert_array_equal(nets['G_A'].trainable_variables[0].numpy(), values[first_kernel])
+  samples = sorted(os.listdir(os.path.join(workdir, 'samples')))
+  assert samples[-1] == 'step_0000024.png'
+  grid = tf.io.decode_png(open(os.path.join(workdir, 'samples', samples[-1]), 'rb').read())
+  assert grid.shape == (4 * 32, 6 * 32, 3)  # 4 test scenes x (real, fake, rec) x 2 directions
+  logdir = os.path.join(workdir, 'logs', 'train')
+  for tag in [f'loss/{name}' for name in train.LOSS_NAMES] + ['learning_rate/G',
+                                                              'images_per_sec']:
+    assert len(_scalars(logdir, tag)) == 24 // config.train.log_every_steps, tag
+
+
+def test_cycle_loss_falls(trained_run):
+  _, workdir = trained_run
+  cycle = [v for _, v in _scalars(os.path.join(workdir, 'logs', 'train'), 'loss/cycle_A')]
+  assert cycle[-1] < 0.7 * cycle[0], cycle
+
+
+def test_linear_policy_decays_in_the_second_epoch(trained_run):
+  _, workdir = trained_run
+  lrs = dict(_scalars(os.path.join(workdir, 'logs', 'train'), 'learning_rate/G'))
+  assert lrs[4] == pytest.approx(2e-3)
+  assert lrs[16] == pytest.approx(2e-3 * (1 - 1 / 2))  # n_epochs 1, n_epochs_decay 1
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+  overrides = {'train.deterministic': True, 'train.max_steps': 6, 'train.pool_size': 3,
+               'train.image_every_steps': 100}
+  straight = str(tmp_path / 'straight')
+  train.train_and_evaluate(tiny_config(**overrides), straight)
+  resumed = str(tmp_path / 'resumed')
+  train.train_and_evaluate(tiny_config(**{**overrides, 'train.max_steps': 3}), resumed)
+  assert train.train_and_evaluate(tiny_config(**overrides), resumed) == 6
+  path_a, a = _checkpoint_values(straight)
+  path_b, b = _checkpoint_values(resumed)
+  assert path_a.endswith('ckpt-6') and path_b.endswith('ckpt-6')
+  assert set(a) == set(b)
+  del a['save_counter/.ATTRIBUTES/VARIABLE_VALUE']  # how many saves, not training state
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_resume_refuses_a_different_architecture(trained_run):
+  _, workdir = trained_run
+  config = tiny_config(**{'model.ngf': 8})
+  with pytest.raises(configuration.ConfigError, match=r'model\.ngf: run has 4, config has 8'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(**{'train.max_steps': 2, 'train.image_every_steps': 100})
+  train.train_and_evaluate(config, workdir)
+  before = _checkpoint_values(workdir)
+
+  def nan_cycle(*args):
+    a, b = losses.l1_loss(args[1], args[0]), losses.l1_loss(args[3], args[2])
+    return a * float('nan'), b
+  monkeypatch.setattr(losses, 'cycle_losses', nan_cycle)
+  config.train.max_steps = 4
+  with pytest.raises(train.NonFiniteLossError, match=r'cycle_A=nan at step 3'):
+    train.train_and_evaluate(config, workdir)
+  after = _checkpoint_values(workdir)
+  assert after[0] == before[0] and after[0].endswith('ckpt-2')
+  for name in before[1]:
+    np.testing.assert_array_equal(before[1][name], after[1][name])
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_tensorboard_serves_the_loss_scalars(trained_run):
+  _, workdir = trained_run
+  port = _free_port()
+  server = subprocess.Popen(
+      [sys.executable, '-m', 'tensorboard.main', '--logdir', os.path.join(workdir, 'logs'),
+       '--host', '127.0.0.1', '--port', str(port), '--load_fast', 'false'],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    url = (f'http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=train&tag=loss/cycle_A')
+    deadline, data = time.time() + 120, None
+    while time.time() < deadline:
+      try:
+        data = json.load(urllib.request.urlopen(url, timeout=5))
+        if data:
+          break
+      except OSError:
+        pass
+      time.sleep(1)
+    assert data, 'TensorBoard did not serve the scalars in time'
+    steps = [row[1] for row in data]
+    assert steps == [4, 8, 12, 16, 20, 24]
+    assert all(np.isfinite(row[2]) for row in data)
+  finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _wait_for(predicate, proc, timeout, what):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f'process exited ({proc.returncode}) before {what}')
+    time.sleep(0.5)
+  raise AssertionError(f'timed out waiting for {what}')
+
+
+def _latest_step(workdir):
+  path = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  return int(path.rsplit('-', 1)[1]) if path else 0
+
+
+def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
+  """A crash loses at most checkpoint_every_steps; SIGTERM checkpoints the current step."""
+  workdir = str(tmp_path / 'run')
+  overrides = ['--config.model.netG=resnet_6blocks', '--config.model.ngf=4',
+               '--config.model.ndf=4', '--config.data.load_size=36',
+               '--config.data.crop_size=32', '--config.data.synthetic_train_size=12',
+               '--config.data.synthetic_test_size=4', '--config.train.n_epochs=1000',
+               '--config.train.checkpoint_every_steps=3', '--config.train.log_every_steps=1',
+               '--config.train.image_every_steps=1000']
+  command = [sys.executable, 'main.py', '--config=configs/default.py', f'--workdir={workdir}']
+  command += overrides
+  log1 = open(tmp_path / 'first.log', 'w')
+  first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log1, stderr=subprocess.STDOUT)
+  try:
+    _wait_for(lambda: _latest_step(workdir) >= 3, first, 240, 'a checkpoint')
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+  finally:
+    first.kill()
+  killed_at = _latest_step(workdir)
+  assert killed_at >= 3
+
+  log2_path = tmp_path / 'second.log'
+  second = subprocess.Popen(command, cwd=REPO_ROOT, stdout=open(log2_path, 'w'),
+                            stderr=subprocess.STDOUT)
+  try:
+    _wait_for(lambda: 'Resumed from' in log2_path.read_text() and
+              _latest_step(workdir) > killed_at, second, 240, 'a resumed checkpoint')
+    time.sleep(1)  # let it take a few more steps past that checkpoint
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=120) == 0, log2_path.read_text()[-3000:]
+  finally:
+    second.kill()
+  log = log2_path.read_text()
+  assert f'Resumed from {workdir}/checkpoints/ckpt-{killed_at} at step {killed_at}' in log
+  assert 'Received SIGTERM' in log
+  stopped_at = _latest_step(workdir)
+  assert f'checkpoint saved at step {stopped_at}' in log
