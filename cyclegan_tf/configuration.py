@@ -79,6 +79,15 @@ def validate(config):
     raise ConfigError(
         f'config.data.crop_size={config.data.crop_size} is larger than config.data.load_size='
         f'{config.data.load_size}; with preprocess={config.data.preprocess!r} the crop must fit.')
+  n_layers_d = config.model.n_layers_D
+  if networks.discriminator_output_size(config.data.crop_size, config.model.netD,
+                                        n_layers_d) < 1:
+    smallest = next(s for s in range(1, 4096) if networks.discriminator_output_size(
+        s, config.model.netD, n_layers_d) >= 1)
+    raise ConfigError(
+        f'config.data.crop_size={config.data.crop_size} is too small for netD='
+        f'{config.model.netD!r} (n_layers_D={n_layers_d}): its patch map would be empty. Use '
+        f'crop_size >= {smallest}.')
   if config.data.dataset == 'folder' and not config.data.root:
     raise ConfigError('config.data.dataset="folder" needs config.data.root, the folder holding '
                       'trainA, trainB, testA, testB (--config.data.root=PATH).')

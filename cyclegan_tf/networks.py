@@ -82,6 +82,16 @@ def check_image_size(height, width, multiple, net_name='the generator'):
         'image (translate and the exported models pad automatically).')
 
 
+def discriminator_output_size(size, netD, n_layers_D=3):
+  """Side of the patch map a discriminator gives for an input side (PyTorch's conv arithmetic)."""
+  if netD == 'pixel':
+    return size
+  n_layers = 3 if netD == 'basic' else n_layers_D
+  for _ in range(n_layers):  # k4 s2 p1 convs
+    size = (size + 2 - 4) // 2 + 1
+  return size - 2  # two k4 s1 p1 convs
+
+
 def kernel_initializer(init_type, init_gain, seed=None):
   """The reference's init_weights for conv weights (biases start at zero)."""
   if init_type == 'normal':

@@ -46,6 +46,8 @@ BAD_CONFIGS = {
     'strategy': ({'train.strategy': 'horovod'},
                  ['config.train.strategy', 'default', 'mirrored', 'multi_worker', 'tpu']),
     'input_nc_2': ({'model.input_nc': 2}, ['config.model.input_nc', '1, 3']),
+    'crop_too_small_for_d': ({'data.load_size': 20, 'data.crop_size': 20},
+                             ['config.data.crop_size=20', "netD='basic'", 'crop_size >= 24']),
     'identity_with_different_channels': (
         {'model.input_nc': 1, 'model.output_nc': 3},
         ['config.loss.lambda_identity', 'input_nc', 'output_nc', 'lambda_identity=0']),
