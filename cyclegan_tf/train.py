@@ -423,6 +423,7 @@ def train_and_evaluate(config, workdir):
         if c.eval_every_steps and step % c.eval_every_steps == 0:
           from cyclegan_tf import evaluate  # pylint: disable=g-import-not-at-top
           evaluate.evaluate_generators(config, workdir, trainer.G_A, trainer.G_B, step)
+          timer_start, timed_steps = time.time(), 0  # keep evaluation out of images/s
         if stopping:
           logging.info('Received %s: checkpoint saved at step %d; rerun the same command to '
                        'resume.', stop.received or 'a stop signal on another worker', step)
