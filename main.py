@@ -28,7 +28,8 @@ flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples, evaluations.')
 flags.DEFINE_string('export_dir', None, 'export: where SavedModels go (default WORKDIR/export).')
 flags.DEFINE_string('input', None, 'translate: an image file, a folder or a glob.')
-flags.DEFINE_string('output', None, 'translate / convert: output folder.')
+flags.DEFINE_string('output', None, 'translate: output folder for PNG files named after the '
+                    'inputs (NAME.png); convert: output folder.')
 flags.DEFINE_enum('direction', 'AtoB', ('AtoB', 'BtoA'), 'translate: which generator to use.')
 flags.DEFINE_string('saved_model', None,
                     'translate: an exported or converted SavedModel instead of --workdir.')
@@ -55,6 +56,25 @@ def main(argv):
   if mode in _NEEDS_WORKDIR and not FLAGS.workdir:
     raise app.UsageError(f'--mode={mode} needs --workdir (the run directory).')
 
+  try:
+    return _run_mode(mode, config)
+  except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
+    if not _is_user_error(e):
+      raise
+    print(f'Error: {e}', file=sys.stderr)
+    return 1
+
+
+def _is_user_error(error):
+  """Errors whose message tells the user what to fix: printed without a traceback."""
+  from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  return isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
+                            input_pipeline.DataError, train.NonFiniteLossError))
+
+
+def _run_mode(mode, config):
   if mode == 'train':
     from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
     train.train_and_evaluate(config, FLAGS.workdir)

@@ -83,11 +83,12 @@ def exported_run(tmp_path_factory):
   config.model.ngf = 4
   workdir = tmp_path_factory.mktemp('exported_run')
   g_a = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_A', seed=1)
+  previous_policy = keras.config.dtype_policy()
   keras.config.set_dtype_policy('mixed_bfloat16')
   try:
     g_b_mixed = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_B', seed=2)
   finally:
-    keras.config.set_dtype_policy('float32')
+    keras.config.set_dtype_policy(previous_policy)
   g_b = networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_B')
   g_b.set_weights(g_b_mixed.get_weights())
   calls = []

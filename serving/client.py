@@ -1,0 +1,254 @@
+"""REST client for the exported generators (TF Serving or serving/server.py), standard library only.
+
+  python -m serving.client --server=http://127.0.0.1:8501 --model=cyclegan_a2b \\
+      --input='photos/*.jpg' --output=translated/ [--version=2] [--format=columnar]
+
+Sends each image's encoded bytes as {"b64": ...} to
+/v1/models/<model>[/versions/<n>]:predict with signature_name translate_image, in row
+({"instances": [...]}) or columnar ({"inputs": {"image_bytes": [...]}}) format, and writes the
+returned PNGs into --output named after the inputs (photo.jpg -> photo.png; inputs whose names
+would collide keep their extension: a_jpg.png). Prints each request's latency and a summary.
+Connection errors (server not up yet, connection reset) are retried --retries times with
+exponential backoff. HTTP errors are reported with the status and the server's error message:
+a request rejected as bad input (400, e.g. a file that is not an image) is skipped (exit code
+1 at the end), any other error stops the client.
+"""
+
+import argparse
+import base64
+import glob
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SIGNATURE = 'translate_image'
+INPUT = 'image_bytes'
+OUTPUT = 'png_bytes'
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')  # = cyclegan_tf.images'
+
+
+class ClientError(Exception):
+  """A failed request: HTTP status (None for connection failures) and the server's message."""
+
+  def __init__(self, message, status=None):
+    super().__init__(message)
+    self.status = status
+
+
+# Input and output names mirror cyclegan_tf.translate.collect_inputs / output_names, without
+# importing TensorFlow (the client starts instantly and needs nothing but Python).
+def collect_inputs(pattern):
+  """An image file, a folder (its image files, sorted) or a glob -> list of paths."""
+  if os.path.isfile(pattern):
+    return [pattern]
+  if os.path.isdir(pattern):
+    paths = sorted(os.path.join(pattern, n) for n in os.listdir(pattern)
+                   if n.lower().endswith(IMAGE_EXTENSIONS) and
+                   os.path.isfile(os.path.join(pattern, n)))
+    if not paths:
+      raise FileNotFoundError(f'Folder {pattern} holds no image files '
+                              f'({", ".join(IMAGE_EXTENSIONS)}).')
+    return paths
+  if glob.has_magic(pattern):
+    paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if not paths:
+      raise FileNotFoundError(f'The glob {pattern!r} matches no files.')
+    return paths
+  raise FileNotFoundError(f'Input {pattern} does not exist (give an image file, a folder or a '
+                          'glob).')
+
+
+def output_names(paths):
+  """{input path: output file name}: base name + .png; colliding names keep their extension."""
+  groups = {}
+  for path in paths:
+    groups.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+  names = {}
+  for stem, group in groups.items():
+    extensions = {os.path.splitext(path)[1].lstrip('.') for path in group}
+    for path in group:
+      ext = os.path.splitext(path)[1].lstrip('.')
+      names[path] = f'{stem}_{ext}.png' if len(extensions) > 1 and ext else f'{stem}.png'
+  seen = {}
+  for path in paths:  # same names from different folders of a glob
+    name = names[path]
+    if name in seen:
+      seen[name] += 1
+      names[path] = f'{os.path.splitext(name)[0]}_{seen[name]}.png'
+    else:
+      seen[name] = 0
+  return names
+
+
+def predict_url(server, model, version=None):
+  base = server.rstrip('/')
+  if '://' not in base:
+    base = 'http://' + base
+  version_part = f'/versions/{int(version)}' if version is not None else ''
+  return f'{base}/v1/models/{model}{version_part}:predict'
+
+
+def build_request(contents, fmt='row', signature_name=SIGNATURE, input_name=INPUT):
+  """Encoded images (list of bytes) -> the predict request body (a dict)."""
+  values = [{'b64': base64.b64encode(c).decode('ascii')} for c in contents]
+  if fmt == 'row':
+    return {'signature_name': signature_name, 'instances': values}
+  if fmt == 'columnar':
+    return {'signature_name': signature_name, 'inputs': {input_name: values}}
+  raise ValueError(f'format must be row or columnar, got {fmt!r}.')
+
+
+def parse_response(response, count, output_name=OUTPUT):
+  """The predict response -> list of `count` PNG bytes (row or columnar, bare or named)."""
+  values = response.get('predictions', response.get('outputs'))
+  if isinstance(values, dict):  # columnar with several named outputs
+    values = values.get(output_name)
+  if not isinstance(values, list) or len(values) != count:
+    raise ClientError(f'Unexpected response: expected {count} outputs, got '
+                      f'{json.dumps(response)[:200]}')
+  images = []
+  for value in values:
+    if isinstance(value, dict) and 'b64' not in value:  # row format, named outputs
+      value = value.get(output_name)
+    if not isinstance(value, dict) or 'b64' not in value:
+      raise ClientError(f'Unexpected output value {json.dumps(value)[:200]}')
+    images.append(base64.b64decode(value['b64']))
+  return images
+
+
+def post_json(url, body, timeout=60.0, retries=3, backoff=0.5, log=None):
+  """POSTs a JSON body; returns the decoded JSON reply.
+
+  Connection errors (refused, reset, timed out) and 503s are retried `retries` times, waiting
+  backoff, 2 * backoff, 4 * backoff ... seconds. Other HTTP errors raise ClientError with the
+  status and the server's {"error": ...} message.
+  """
+  data = json.dumps(body).encode('utf-8')
+  attempt = 0
+  while True:
+    request = urllib.request.Request(url, data=data, method='POST',
+                                     headers={'Content-Type': 'application/json'})
+    try:
+      with urllib.request.urlopen(request, timeout=timeout) as reply:
+        return json.loads(reply.read())
+    except urllib.error.HTTPError as e:
+      raw = e.read()
+      try:
+        message = json.loads(raw).get('error', raw.decode('utf-8', 'replace'))
+      except (ValueError, AttributeError):
+        message = raw.decode('utf-8', 'replace')[:500]
+      if e.code != 503 or attempt >= retries:
+        raise ClientError(f'HTTP {e.code} from {url}: {message}', status=e.code) from None
+      reason = f'HTTP 503: {message}'
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+      if attempt >= retries:
+        raise ClientError(f'Cannot reach {url} after {attempt + 1} attempt(s): '
+                          f'{getattr(e, "reason", e)}') from None
+      reason = str(getattr(e, 'reason', e))
+    delay = backoff * 2**attempt
+    attempt += 1
+    if log:
+      log(f'  {reason}; retry {attempt}/{retries} in {delay:.2f} s')
+    time.sleep(delay)
+
+
+def translate_files(server, model, paths, output_dir, version=None, fmt='row', batch_size=1,
+                    timeout=60.0, retries=3, backoff=0.5, log=print):
+  """Translates the files through the server; returns one result dict per request.
+
+  Result: {'inputs', 'outputs', 'latency_ms', 'error'}. A request the server rejects as bad
+  input (HTTP 400, e.g. a file that is not an image) is reported and skipped; other failures
+  (unknown model or version, server errors, no connection) raise ClientError.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  url = predict_url(server, model, version)
+  names = output_names(paths)
+  batches = [paths[i:i + batch_size] for i in range(0, len(paths), max(1, batch_size))]
+  results = []
+  for number, batch in enumerate(batches, 1):
+    contents = []
+    for path in batch:
+      with open(path, 'rb') as f:
+        contents.append(f.read())
+    start = time.perf_counter()
+    try:
+      response = post_json(url, build_request(contents, fmt), timeout, retries, backoff, log)
+    except ClientError as e:
+      if e.status != 400:
+        raise
+      results.append({'inputs': batch, 'outputs': [], 'latency_ms': None, 'error': str(e)})
+      if log:
+        log(f'request {number}/{len(batches)}: FAILED for {", ".join(batch)}: {e}')
+      continue
+    latency_ms = (time.perf_counter() - start) * 1000
+    outputs = []
+    for path, png in zip(batch, parse_response(response, len(batch))):
+      target = os.path.join(output_dir, names[path])
+      with open(target, 'wb') as f:
+        f.write(png)
+      outputs.append(target)
+    results.append({'inputs': batch, 'outputs': outputs, 'latency_ms': latency_ms,
+                    'error': None})
+    if log:
+      log(f'request {number}/{len(batches)}: {len(batch)} image(s) in {latency_ms:.1f} ms -> '
+          f'{", ".join(outputs)}')
+  return results
+
+
+def summarize(results):
+  done = [r for r in results if r['error'] is None]
+  failed = [r for r in results if r['error'] is not None]
+  images = sum(len(r['inputs']) for r in done)
+  text = f'{len(done)} request(s), {images} image(s) translated'
+  if done:
+    latencies = [r['latency_ms'] for r in done]
+    text += (f': latency mean {statistics.mean(latencies):.1f} ms, median '
+             f'{statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms')
+  if failed:
+    text += (f'; {len(failed)} request(s) rejected ('
+             f'{sum(len(r["inputs"]) for r in failed)} image(s))')
+  return text
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog='python -m serving.client',
+      description='Translate images through a TF Serving (or serving.server) REST endpoint. '
+                  'Writes PNGs named after the inputs (NAME.png) into --output.')
+  parser.add_argument('--server', default='http://127.0.0.1:8501')
+  parser.add_argument('--model', default='cyclegan_a2b')
+  parser.add_argument('--version', type=int, default=None,
+                      help='A model version (default: the newest the server has).')
+  parser.add_argument('--format', choices=('row', 'columnar'), default='row',
+                      help='row: {"instances": [...]}; columnar: {"inputs": {...}}.')
+  parser.add_argument('--input', required=True, help='An image file, a folder or a glob.')
+  parser.add_argument('--output', required=True, help='Folder for the translated PNGs.')
+  parser.add_argument('--batch_size', type=int, default=1, help='Images per request.')
+  parser.add_argument('--timeout', type=float, default=60.0, help='Seconds per request.')
+  parser.add_argument('--retries', type=int, default=3,
+                      help='Retries of a request after a connection error.')
+  parser.add_argument('--retry_backoff', type=float, default=0.5,
+                      help='Seconds before the first retry; doubles each time.')
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = _parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    paths = collect_inputs(args.input)
+    results = translate_files(args.server, args.model, paths, args.output, args.version,
+                              args.format, args.batch_size, args.timeout, args.retries,
+                              args.retry_backoff)
+  except (ClientError, FileNotFoundError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(summarize(results))
+  return 1 if any(r['error'] for r in results) else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

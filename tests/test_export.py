@@ -1,0 +1,270 @@
+"""Export: TF Serving's layout and signatures, checked the way TF Serving loads them.
+
+The SavedModels come from the session fixture `exported_run` (conftest.py): one export_run of
+two tiny generators; saved_model_cli runs as subprocesses (the session loader TF Serving uses).
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from cyclegan_tf import export
+from cyclegan_tf import images as images_lib
+from cyclegan_tf import networks
+
+
+def _images(shape, seed=0):
+  return np.random.RandomState(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+def _png(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _jpeg(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format='JPEG', quality=95)
+  return buffer.getvalue()
+
+
+def _uint8(shape, seed=0):
+  return np.random.RandomState(seed).randint(0, 256, shape, dtype=np.uint8)
+
+
+def _keras_on_reflect_padded(generator, images, multiple=4, min_size=8):
+  """The reference for odd sizes: Keras on np.pad(reflect) input, cropped back.
+
+  Sides go up to a multiple of 4 and at least 8 (the resnets' minimum), padding centred.
+  """
+  outputs = []
+  for image in images:
+    pads = []
+    for side in image.shape[:2]:
+      total = max(-(-side // multiple) * multiple, min_size) - side
+      pads.append((total // 2, total - total // 2))
+    padded = np.pad(image, pads + [(0, 0)], mode='reflect')
+    out = generator(padded[np.newaxis], training=False).numpy()[0]
+    (top, _), (left, _) = pads
+    outputs.append(out[top:top + image.shape[0], left:left + image.shape[1]])
+  return np.stack(outputs)
+
+
+def _saved_model_cli():
+  cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+  return [cli] if os.path.exists(cli) else [
+      sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli']
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout, export_run and versions.
+
+
+def test_export_run_writes_both_generators_in_serving_layout(exported_run):
+  export_dir = exported_run.export_dir
+  assert exported_run.calls == [(exported_run.workdir, None)]  # latest checkpoint
+  assert exported_run.paths == {
+      'cyclegan_a2b': os.path.join(export_dir, 'cyclegan_a2b', '1'),
+      'cyclegan_b2a': os.path.join(export_dir, 'cyclegan_b2a', '1'),
+  }
+  for name, path in exported_run.paths.items():
+    assert os.path.isfile(os.path.join(path, 'saved_model.pb'))
+    assert os.path.isdir(os.path.join(path, 'variables'))
+    with open(os.path.join(path, export.METADATA_PATH)) as f:
+      meta = json.load(f)
+    assert meta['model_name'] == name
+    assert meta['size_multiple'] == 4 and meta['min_size'] == 8
+    assert meta['netG'] == 'resnet_6blocks'
+    assert meta['step'] == 7 and meta['version'] == 1
+    assert meta['input_channels'] == 3 and meta['output_channels'] == 3
+  assert not [n for n in os.listdir(os.path.join(export_dir, 'cyclegan_a2b'))
+              if n.startswith('.tmp')]
+
+
+def test_saved_model_cli_show_and_run_both_signatures(exported_run, tmp_path):
+  """saved_model_cli loads through the TF1 session loader, as tensorflow_model_server does."""
+  version_dir = exported_run.paths['cyclegan_a2b']
+  x = _images((2, 20, 28, 3), seed=1)
+  np.save(tmp_path / 'images.npy', x)
+  sizes = [(21, 30), (8, 12), (17, 9)]
+  contents = [_png(_uint8((h, w, 3), i)) for i, (h, w) in enumerate(sizes[:2])]
+  contents.append(_jpeg(_uint8(sizes[2] + (3,), 5)))
+  np.save(tmp_path / 'bytes.npy', np.array(contents, dtype=object), allow_pickle=True)
+  env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'}
+  base = _saved_model_cli()
+  commands = {
+      'show': base + ['show', '--dir', version_dir, '--all'],
+      'images': base + ['run', '--dir', version_dir, '--tag_set', 'serve', '--signature_def',
+                        'serving_default', '--inputs', f'images={tmp_path / "images.npy"}',
+                        '--outdir', str(tmp_path / 'out_images')],
+      'bytes': base + ['run', '--dir', version_dir, '--tag_set', 'serve', '--signature_def',
+                       'translate_image', '--inputs', f'image_bytes={tmp_path / "bytes.npy"}',
+                       '--outdir', str(tmp_path / 'out_bytes')],
+  }
+  # Three TF imports at once: the two cores overlap them.
+  procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+           for k, c in commands.items()}
+  results = {k: p.communicate(timeout=300) for k, p in procs.items()}
+  for key, proc in procs.items():
+    assert proc.returncode == 0, (key, results[key][1].decode()[-3000:])
+
+  show = results['show'][0].decode()
+  for text in ("signature_def['serving_default']", "signature_def['translate_image']",
+               "inputs['images']", "outputs['translated']", "inputs['image_bytes']",
+               "outputs['png_bytes']", 'DT_FLOAT', 'DT_STRING', '(-1, -1, -1, 3)',
+               'tensorflow/serving/predict'):
+    assert text in show, text
+
+  translated = np.load(tmp_path / 'out_images' / 'translated.npy')
+  expected = exported_run.generators['G_A'](x, training=False).numpy()
+  assert translated.dtype == np.float32 and translated.shape == x.shape
+  np.testing.assert_allclose(translated, expected, atol=1e-6)
+
+  png_bytes = np.load(tmp_path / 'out_bytes' / 'png_bytes.npy', allow_pickle=True)
+  assert png_bytes.shape == (3,)
+  for data, (h, w) in zip(png_bytes, sizes):
+    with Image.open(io.BytesIO(data)) as image:
+      assert image.format == 'PNG' and image.size == (w, h) and image.mode == 'RGB'
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures in process (tf.saved_model.load runs the same functions).
+
+
+@pytest.fixture(scope='module')
+def a2b_v1(exported_run):
+  return export.load_serving_model(exported_run.paths['cyclegan_a2b'])
+
+
+def test_serving_default_equals_keras_on_valid_sizes(exported_run, a2b_v1):
+  x = _images((1, 20, 28, 3), seed=2)
+  out = a2b_v1(x).numpy()
+  assert out.dtype == np.float32 and out.shape == x.shape
+  np.testing.assert_allclose(out, exported_run.generators['G_A'](x).numpy(), atol=1e-6)
+  assert np.abs(out).max() <= 1.0
+
+
+@pytest.mark.parametrize('size', [(21, 30), (2, 3), (3, 5), (6, 9)])
+def test_odd_sizes_keep_their_size_and_equal_padded_keras(exported_run, a2b_v1, size):
+  x = _images((2,) + size + (3,), seed=3)
+  out = a2b_v1(x).numpy()
+  assert out.shape == x.shape
+  expected = _keras_on_reflect_padded(exported_run.generators['G_A'], x)
+  # Tiny images reach the bottleneck as 2x2 maps whose instance norm amplifies float rounding
+  # (different op orders in the graph and in Keras): 4e-6 measured, hence the looser bound.
+  np.testing.assert_allclose(out, expected, atol=1e-6 if min(size) > 8 else 2e-5)
+
+
+def test_a_single_pixel_comes_back_as_a_single_pixel(a2b_v1):
+  # A 1x1 image pads to a constant 8x8 one; instance norm then divides rounding noise by
+  # sqrt(eps), so only the shape and range are compared.
+  out = a2b_v1(_images((3, 1, 1, 3), seed=6)).numpy()
+  assert out.shape == (3, 1, 1, 3)
+  assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
+
+
+def test_mixed_precision_generator_is_exported_in_float32(exported_run):
+  b2a = export.load_serving_model(os.path.join(exported_run.export_dir, 'cyclegan_b2a'))
+  x = _images((1, 16, 24, 3), seed=4)
+  out = b2a(x)
+  assert out.dtype == tf.float32
+  np.testing.assert_allclose(out.numpy(), exported_run.generators['G_B'](x).numpy(), atol=1e-6)
+  assert b2a.model_name == 'cyclegan_b2a' and b2a.version == 1
+
+
+def test_translate_image_handles_a_batch_of_different_sizes_and_formats(exported_run, a2b_v1):
+  gray = _uint8((8, 12), 2)
+  rgba = _uint8((5, 7, 4), 3)
+  rgb = _uint8((21, 30, 3), 1)
+  contents = [_png(rgb), _jpeg(_uint8((17, 9, 3), 4)), _png(gray), _png(rgba)]
+  outputs = a2b_v1.translate_bytes(contents)
+  assert len(outputs) == 4
+  for data, (h, w) in zip(outputs, [(21, 30), (17, 9), (8, 12), (5, 7)]):
+    decoded = tf.io.decode_png(data).numpy()
+    assert decoded.shape == (h, w, 3)
+  # The PNG holds exactly the rounded translation of the decoded input.
+  x = images_lib.decode_image(tf.constant(contents[0]), 3).numpy()[np.newaxis]
+  expected = images_lib.to_uint8(_keras_on_reflect_padded(exported_run.generators['G_A'], x))
+  np.testing.assert_array_equal(tf.io.decode_png(outputs[0]).numpy(), expected.numpy()[0])
+
+
+def test_translate_image_rejects_data_that_is_not_an_image(a2b_v1):
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    a2b_v1.translate_bytes([b'not an image'])
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions and the loader.
+
+
+def test_reexport_adds_a_version_and_the_loader_picks_the_newest(exported_run):
+  base = os.path.join(exported_run.export_dir, 'cyclegan_a2b')
+  assert export.next_version(base) == 2
+  path = export.export_generator(exported_run.generators['G_A'], exported_run.export_dir,
+                                 'cyclegan_a2b', 'resnet_6blocks')
+  assert path == os.path.join(base, '2')
+  assert export.list_versions(base) == [1, 2]
+  newest = export.load_serving_model(base)
+  assert newest.version == 2 and newest.path == path
+  assert export.resolve_version_dir(os.path.join(base, '1')) == (os.path.join(base, '1'), 1)
+  with pytest.raises(FileExistsError):
+    export.export_generator(exported_run.generators['G_A'], exported_run.export_dir,
+                            'cyclegan_a2b', version=2)
+  assert sorted(os.listdir(base)) == ['1', '2']  # no temporary folders left behind
+
+
+def test_next_version_and_resolve_version_dir(tmp_path):
+  base = tmp_path / 'model'
+  assert export.next_version(str(base)) == 1
+  for name in ('1', '3', 'notes', '.tmp-4-123'):
+    (base / name).mkdir(parents=True)
+  assert export.next_version(str(base)) == 4
+  with pytest.raises(FileNotFoundError, match='saved_model.pb'):
+    export.resolve_version_dir(str(base))  # numbered folders without SavedModels
+  (base / '3' / 'saved_model.pb').write_bytes(b'')
+  assert export.resolve_version_dir(str(base)) == (str(base / '3'), 3)
+  with pytest.raises(FileNotFoundError, match='no version 1'):
+    export.resolve_version_dir(str(base), version=1)
+  with pytest.raises(FileNotFoundError, match='No such directory'):
+    export.load_serving_model(str(tmp_path / 'missing'))
+
+
+def test_pad_to_multiple_matches_numpy_reflect_for_any_size():
+  for height, width in [(20, 28), (21, 30), (1, 1), (2, 3), (3, 7), (5, 1)]:
+    x = _images((1, height, width, 2), seed=height * 31 + width)
+    padded, box = export.pad_to_multiple(tf.constant(x), 4, min_size=8)
+    expected, expected_box = export.reflect_pad_numpy(x[0], 4, min_size=8)
+    assert padded.shape[1] == max(8, -(-height // 4) * 4)
+    assert padded.shape[2] == max(8, -(-width // 4) * 4)
+    np.testing.assert_array_equal(padded.numpy()[0], expected)
+    assert tuple(int(v) for v in box) == expected_box
+    np.testing.assert_array_equal(export.crop_padding(padded, box).numpy(), x)
+  # Below the size limit of tf.pad's REFLECT mode the two agree.
+  x = _images((1, 9, 10, 3))
+  padded, _ = export.pad_to_multiple(tf.constant(x), 4)
+  np.testing.assert_array_equal(
+      padded.numpy(), tf.pad(x, [[0, 0], [1, 2], [1, 1], [0, 0]], mode='REFLECT').numpy())
+
+
+def test_generator_helpers():
+  resnet = networks.define_G(3, 3, 2, 'resnet_6blocks', seed=0)
+  assert export.size_multiple_of(resnet) == 4 and export.minimum_size(resnet, 4) == 8
+  g = networks.define_G(3, 3, 2, 'unet_128', name='G_A', seed=0)
+  assert export.size_multiple_of(g) == 128 and export.minimum_size(g, 128) == 128
+  assert export.as_float32(g) is g
+  assert export.norm_layer_widths(g)[:3] == [4, 8, 16]
+  with pytest.raises(KeyError, match='G_B'):
+    export.export_generators({'G_A': g}, '/nonexistent', _config())
+
+
+def _config():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  return default.get_config()
