@@ -7,7 +7,6 @@ the configured channel count the way PIL's convert('RGB') / convert('L') does.
 
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 
 def to_unit_range(images):
@@ -52,7 +51,3 @@ def encode_png(image):
 def read_image_file(path, channels=3):
   """A file on disk -> float32 [H, W, channels] in [-1, 1] (eager helper for tools)."""
   return decode_image(tf.io.read_file(path), channels)
-
-
-def is_image_file(name):
-  return name.lower().endswith(IMAGE_EXTENSIONS)

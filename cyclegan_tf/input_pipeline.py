@@ -75,6 +75,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from cyclegan_tf import image_files
 from cyclegan_tf import images
 from cyclegan_tf import networks
 
@@ -309,7 +310,7 @@ def _scan(split, keys, num_parallel_calls):
 def _list_images(folder):
   paths = []
   for dirpath, _, filenames in os.walk(folder, followlinks=True):
-    paths.extend(os.path.join(dirpath, f) for f in filenames if images.is_image_file(f))
+    paths.extend(os.path.join(dirpath, f) for f in filenames if image_files.is_image_file(f))
   return sorted(paths)
 
 
@@ -333,11 +334,11 @@ class _FolderSource:
       if not os.path.isdir(folder):
         raise DataError(f'Missing folder {folder}: config.data.root must hold trainA, trainB, '
                         'testA and testB, each with image files '
-                        f'({", ".join(images.IMAGE_EXTENSIONS)}).')
+                        f'({", ".join(image_files.IMAGE_EXTENSIONS)}).')
       paths = _list_images(folder)
       if not paths:
         raise DataError(f'Folder {folder} holds no image files (expected '
-                        f'{", ".join(images.IMAGE_EXTENSIONS)}, searched recursively).')
+                        f'{", ".join(image_files.IMAGE_EXTENSIONS)}, searched recursively).')
       self.listing[name] = _cap(paths, self.max_size)
 
   def split(self, name, channels, num_parallel_calls):

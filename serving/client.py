@@ -16,7 +16,6 @@ a request rejected as bad input (400, e.g. a file that is not an image) is skipp
 
 import argparse
 import base64
-import glob
 import json
 import os
 import statistics
@@ -25,10 +24,12 @@ import time
 import urllib.error
 import urllib.request
 
+from cyclegan_tf.image_files import collect_inputs
+from cyclegan_tf.image_files import output_names
+
 SIGNATURE = 'translate_image'
 INPUT = 'image_bytes'
 OUTPUT = 'png_bytes'
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')  # = cyclegan_tf.images'
 
 
 class ClientError(Exception):
@@ -37,51 +38,6 @@ class ClientError(Exception):
   def __init__(self, message, status=None):
     super().__init__(message)
     self.status = status
-
-
-# Input and output names mirror cyclegan_tf.translate.collect_inputs / output_names, without
-# importing TensorFlow (the client starts instantly and needs nothing but Python).
-def collect_inputs(pattern):
-  """An image file, a folder (its image files, sorted) or a glob -> list of paths."""
-  if os.path.isfile(pattern):
-    return [pattern]
-  if os.path.isdir(pattern):
-    paths = sorted(os.path.join(pattern, n) for n in os.listdir(pattern)
-                   if n.lower().endswith(IMAGE_EXTENSIONS) and
-                   os.path.isfile(os.path.join(pattern, n)))
-    if not paths:
-      raise FileNotFoundError(f'Folder {pattern} holds no image files '
-                              f'({", ".join(IMAGE_EXTENSIONS)}).')
-    return paths
-  if glob.has_magic(pattern):
-    paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-    if not paths:
-      raise FileNotFoundError(f'The glob {pattern!r} matches no files.')
-    return paths
-  raise FileNotFoundError(f'Input {pattern} does not exist (give an image file, a folder or a '
-                          'glob).')
-
-
-def output_names(paths):
-  """{input path: output file name}: base name + .png; colliding names keep their extension."""
-  groups = {}
-  for path in paths:
-    groups.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
-  names = {}
-  for stem, group in groups.items():
-    extensions = {os.path.splitext(path)[1].lstrip('.') for path in group}
-    for path in group:
-      ext = os.path.splitext(path)[1].lstrip('.')
-      names[path] = f'{stem}_{ext}.png' if len(extensions) > 1 and ext else f'{stem}.png'
-  seen = {}
-  for path in paths:  # same names from different folders of a glob
-    name = names[path]
-    if name in seen:
-      seen[name] += 1
-      names[path] = f'{os.path.splitext(name)[0]}_{seen[name]}.png'
-    else:
-      seen[name] = 0
-  return names
 
 
 def predict_url(server, model, version=None):
