@@ -15,10 +15,10 @@ def get_config():
   config.data.dataset = 'synthetic_seasons'
   config.data.load_size = 72
   config.data.crop_size = 64
-  config.data.synthetic_train_size = 200
+  config.data.synthetic_train_size = 150
   config.data.synthetic_test_size = 16
   config.train.batch_size = 1
-  config.train.n_epochs = 3
+  config.train.n_epochs = 2  # 4 epochs of 150 steps: 600 steps
   config.train.n_epochs_decay = 2
   config.train.checkpoint_every_steps = 200
   config.train.log_every_steps = 50
