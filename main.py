@@ -21,6 +21,7 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conf
 MODES = ('train', 'evaluate', 'export', 'translate', 'summary', 'convert', 'benchmark')
 # Modes that read or write a run directory.
 _NEEDS_WORKDIR = ('train', 'evaluate', 'export')
+_READS_RUN = ('evaluate', 'export', 'translate')
 
 config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Config file (configs/*.py).',
                                 lock_config=True)
@@ -48,11 +49,15 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
+  mode = FLAGS.mode
+  # Modes that read a run build its networks and data from the run's own config.json.
+  reads_run = mode in _READS_RUN and FLAGS.workdir and os.path.exists(
+      os.path.join(FLAGS.workdir, 'config.json'))
   try:
-    configuration.validate(config)
+    if not reads_run:
+      configuration.validate(config)
   except configuration.ConfigError as e:
     raise app.UsageError(str(e)) from None
-  mode = FLAGS.mode
   if mode in _NEEDS_WORKDIR and not FLAGS.workdir:
     raise app.UsageError(f'--mode={mode} needs --workdir (the run directory).')
 
