@@ -130,8 +130,9 @@ class CycleGANTrainer:
 
   def _apply(self, optimizer, tape, loss, variables):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-      loss = optimizer.scale_loss(loss)
-    grads = tape.gradient(loss, variables)
+      with tape:  # recorded, or the scaled loss has no gradient (all None)
+        loss = optimizer.scale_loss(loss)
+    grads = tape.gradient(loss, variables)  # LossScaleOptimizer unscales them in apply
     optimizer.apply_gradients(zip(grads, variables))
 
   def _replica_step(self, batch, step):
