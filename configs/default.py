@@ -83,6 +83,11 @@ def get_config():
   export.model_name_a2b = 'cyclegan_a2b'
   export.model_name_b2a = 'cyclegan_b2a'
 
+  config.benchmark = benchmark = ml_collections.ConfigDict()
+  benchmark.warmup_steps = 2  # untimed train steps (the first traces the graph)
+  benchmark.steps = 5  # timed train steps; the median is reported
+  benchmark.generator_steps = 5  # timed generator forwards
+
   config.translate = translate = ml_collections.ConfigDict()
   translate.tile_size = 512  # images larger than this are translated in tiles
   translate.tile_overlap = 64

@@ -22,7 +22,7 @@ RESUMABLE_CHANGES = (
     'train.max_to_keep', 'train.log_every_steps', 'train.image_every_steps',
     'train.eval_every_steps', 'train.strategy', 'train.devices', 'train.init_from',
     'data.root', 'data.tfds_data_dir', 'data.cache', 'data.num_parallel_calls', 'eval', 'export',
-    'translate',
+    'translate', 'benchmark',
 )
 
 
