@@ -14,12 +14,23 @@ stderr), with:
   generator_images_per_sec  batch / median generator forward time
   generator_ms              median generator forward (whole batch), milliseconds
   peak_rss_mb               peak resident memory of the process (ru_maxrss), MiB
-  device, precision, strategy, replicas, batch_size, crop_size, netG, ngf, jit_compile,
-  warmup_steps, measured_steps, intra_op_threads, inter_op_threads, load_avg_before /
-  load_avg_after (1-minute load average: timings on a shared machine are only as good as it)
+  rss_after_build_mb        resident memory once the networks and optimizers exist
+  device, precision, strategy, replicas, batch_size, crop_size, netG, ngf, read_dataset,
+  warmup_steps, measured_steps, intra_op_threads, inter_op_threads (0 = TF's default)
+  losses_finite, loss_dtypes  the last measured step's losses (float32 under every policy)
+  load_avg_before / load_avg_after  1-minute load average: on a shared machine timings are
+                            only as good as it
 
 The measured steps keep updating the weights (they are real steps); random images give
-meaningful timings because every op's cost is data-independent.
+meaningful timings because every op's cost is data-independent. Step counts come from
+config.benchmark (warmup_steps, steps, generator_steps) when the config has that section.
+
+  python -m cyclegan_tf.benchmark --suite      float32 and mixed_bfloat16 at 128 px, float32 at
+                                               256 px (memory), and the reference PyTorch
+                                               iteration at 128 and 256 px (tests/
+                                               reference_torch.py, if torch is installed),
+                                               each in its own process; prints a table
+  python -m cyclegan_tf.benchmark --reference --crop_size=128   the reference alone
 """
 
 import json
@@ -196,8 +207,7 @@ def measure(config, read_dataset=False):
   logging.info('Train step: median %.1f ms (min %.1f, max %.1f).', 1e3 * step,
                1e3 * min(step_times), 1e3 * max(step_times))
   images = random_batch(config)['A']
-  gen_times = benchmark_generator(trainer.G_A, images, 1, generator_steps,
-                                  jit_compile=bool(c.get('jit_compile', False)))
+  gen_times = benchmark_generator(trainer.G_A, images, 1, generator_steps)
   gen = statistics.median(gen_times)
   logging.info('Generator forward: median %.1f ms for %d image(s).', 1e3 * gen, len(images))
   return {
@@ -217,7 +227,6 @@ def measure(config, read_dataset=False):
       'crop_size': config.data.crop_size,
       'netG': config.model.netG,
       'ngf': config.model.ngf,
-      'jit_compile': bool(c.get('jit_compile', False)),
       'read_dataset': bool(read_dataset),
       'losses_finite': finite,
       'loss_dtypes': sorted({str(np.asarray(v).dtype) for v in last_losses.values()}),
@@ -336,24 +345,30 @@ SUITE = (
     ('tf float32 128', ['--config.data.crop_size=128', '--config.data.load_size=143']),
     ('tf mixed_bfloat16 128', ['--config.data.crop_size=128', '--config.data.load_size=143',
                                '--config.train.precision=mixed_bfloat16']),
-    ('tf float32 256 (memory)', ['--config.data.crop_size=256', '--config.data.load_size=286',
-                                 '--config.benchmark.steps=3']),
+    ('tf float32 256 (memory)', ['--config.data.crop_size=256', '--config.data.load_size=286']),
 )
+# Fewer timed steps at 256 px and in bfloat16 (35-80 s a step on the 2-core AVX2 machine) when
+# the config has a benchmark section.
+FEW_STEPS = ['--config.benchmark.warmup_steps=1', '--config.benchmark.steps=2',
+             '--config.benchmark.generator_steps=2']
 
 
-def _suite(args):
+def _suite(args, extra):
   """Runs SUITE (and the reference, if torch is installed) as subprocesses; prints a table."""
   import subprocess  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   rows = []
+  from configs import default  # pylint: disable=g-import-not-at-top
+  few = FEW_STEPS if 'benchmark' in default.get_config() else []
   commands = [(name, [sys.executable, os.path.join(root, 'main.py'), '--mode=benchmark',
-                      f'--config={args.config}'] + flags + args.extra)
+                      f'--config={args.config}'] + flags +
+               (few if '256' in name or 'bfloat16' in name else []) + extra)
               for name, flags in SUITE]
   if not args.no_reference:
     for size in (128, 256):
       commands.append((f'reference pytorch {size}', [
           sys.executable, '-m', 'cyclegan_tf.benchmark', '--reference', f'--crop_size={size}'] +
-                       (['--steps=3'] if size == 256 else [])))
+                       (['--steps=2', '--warmup=1'] if size == 256 else [])))
   for name, command in commands:
     print(f'# {name}: load average {_load_avg()}', file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
@@ -381,14 +396,15 @@ def main(argv=None):
                       help='time the reference PyTorch iteration here (needs torch)')
   parser.add_argument('--crop_size', type=int, default=128)
   parser.add_argument('--steps', type=int, default=MEASURED_STEPS)
+  parser.add_argument('--warmup', type=int, default=WARMUP_STEPS)
   parser.add_argument('--config', default='configs/default.py')
   parser.add_argument('--no_reference', action='store_true', help='suite: skip PyTorch')
-  parser.add_argument('extra', nargs='*', help='suite: more main.py flags for the TF runs')
-  args = parser.parse_args(argv)
+  args, extra = parser.parse_known_args(argv)  # suite: other flags go to main.py's TF runs
   if args.suite:
-    _suite(args)
+    _suite(args, extra)
   elif args.reference:
-    result = reference_pytorch(args.crop_size, measured=args.steps)
+    result = reference_pytorch(args.crop_size, warmup=args.warmup, measured=args.steps,
+                               generator_steps=args.steps)
     print(json.dumps(result), flush=True)
   else:
     parser.error('use --suite or --reference (or main.py --mode=benchmark)')
