@@ -10,6 +10,7 @@ import functools
 
 import keras
 from keras import layers
+import tensorflow as tf
 
 GENERATORS = ('resnet_9blocks', 'resnet_6blocks', 'unet_128', 'unet_256')
 DISCRIMINATORS = ('basic', 'n_layers', 'pixel')
@@ -34,6 +35,54 @@ class ReflectionPadding2D(layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), 'padding': self.padding}
+
+
+def few_output_conv2d(x, kernel):
+  """conv2d(x, kernel, stride 1, "VALID") for a big kernel with few output channels, fast on CPU.
+
+  The generators' last conv (7x7, 64 -> 3 channels) is the worst case of TF's CPU convolution
+  kernels: Conv2DBackpropFilter materialises an im2col buffer of H*W*49*64 floats per image
+  (760 MB and 2 s for one 256x256 image, the cost of a whole generator forward). Here
+  z = x @ W, with W reshaped to (cin, kh*kw*cout), is one well-shaped GEMM and y is the sum of
+  kh*kw shifted slices of z; the custom gradient keeps only x: dz stacks kh*kw shifted copies of
+  dy, dW = x^T dz and dx = dz W^T are GEMMs too. Same result as tf.nn.conv2d up to float
+  rounding (relative 1e-6).
+  """
+  kh, kw, cin, cout = kernel.shape
+
+  @tf.custom_gradient
+  def conv(x, kernel):
+    shape = tf.shape(x)
+    n, h, w = shape[0], shape[1], shape[2]
+    oh, ow = h - kh + 1, w - kw + 1
+    wmat = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [cin, kh * kw * cout])
+    z = tf.reshape(tf.matmul(tf.reshape(x, [-1, cin]), wmat), [n, h, w, kh * kw * cout])
+    y = tf.add_n([z[:, i:i + oh, j:j + ow, (i * kw + j) * cout:(i * kw + j + 1) * cout]
+                  for i in range(kh) for j in range(kw)])
+
+    def grad(dy):
+      dz = tf.concat([tf.pad(dy, [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j], [0, 0]])
+                      for i in range(kh) for j in range(kw)], axis=-1)
+      dz = tf.reshape(dz, [-1, kh * kw * cout])
+      dwmat = tf.matmul(tf.reshape(x, [-1, cin]), dz, transpose_a=True)
+      dkernel = tf.transpose(tf.reshape(dwmat, [cin, kh, kw, cout]), [1, 2, 0, 3])
+      return tf.reshape(tf.matmul(dz, wmat, transpose_b=True), shape), dkernel
+
+    return y, grad
+
+  # Tensors, not variables: a custom gradient over a variable would need a `variables` grad.
+  return conv(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
+
+
+class FewOutputConv2D(layers.Conv2D):
+  """layers.Conv2D (stride 1, "valid") computed by few_output_conv2d; the same weights."""
+
+  def convolution_op(self, inputs, kernel):
+    return few_output_conv2d(inputs, kernel)
+
+
+def _is_few_output(filters, kernel, stride):
+  return stride == 1 and filters <= 4 and kernel >= 5
 
 
 class ImageSizeCheck(layers.Layer):
@@ -126,7 +175,8 @@ class _LayerFactory:
     if padding:
       pad = ReflectionPadding2D(padding) if reflect else layers.ZeroPadding2D(padding)
       x = pad(x)
-    return layers.Conv2D(
+    conv = FewOutputConv2D if _is_few_output(filters, kernel, stride) else layers.Conv2D
+    return conv(
         filters, kernel, strides=stride, padding='valid',
         use_bias=self.use_bias if bias is None else bias,
         kernel_initializer=self._kernel_init(), name=name)(x)

@@ -19,6 +19,10 @@ from cyclegan_tf import export
 from cyclegan_tf import images as images_lib
 from cyclegan_tf import networks
 
+# The SavedModel's graph and an eager Keras call sum the last conv's 49 shifted GEMM slices
+# (networks.few_output_conv2d) in their own order: outputs in [-1, 1] differ by a few float32
+# ulps behind instance norm (1.07e-6 seen), so parity is checked to 1e-5.
+ATOL = 1e-5
 
 def _images(shape, seed=0):
   return np.random.RandomState(seed).uniform(-1, 1, shape).astype(np.float32)
@@ -126,7 +130,7 @@ def test_saved_model_cli_show_and_run_both_signatures(exported_run, tmp_path):
   translated = np.load(tmp_path / 'out_images' / 'translated.npy')
   expected = exported_run.generators['G_A'](x, training=False).numpy()
   assert translated.dtype == np.float32 and translated.shape == x.shape
-  np.testing.assert_allclose(translated, expected, atol=1e-6)
+  np.testing.assert_allclose(translated, expected, atol=ATOL)
 
   png_bytes = np.load(tmp_path / 'out_bytes' / 'png_bytes.npy', allow_pickle=True)
   assert png_bytes.shape == (3,)
@@ -148,7 +152,7 @@ def test_serving_default_equals_keras_on_valid_sizes(exported_run, a2b_v1):
   x = _images((1, 20, 28, 3), seed=2)
   out = a2b_v1(x).numpy()
   assert out.dtype == np.float32 and out.shape == x.shape
-  np.testing.assert_allclose(out, exported_run.generators['G_A'](x).numpy(), atol=1e-6)
+  np.testing.assert_allclose(out, exported_run.generators['G_A'](x).numpy(), atol=ATOL)
   assert np.abs(out).max() <= 1.0
 
 
@@ -160,7 +164,7 @@ def test_odd_sizes_keep_their_size_and_equal_padded_keras(exported_run, a2b_v1, 
   expected = _keras_on_reflect_padded(exported_run.generators['G_A'], x)
   # Tiny images reach the bottleneck as 2x2 maps whose instance norm amplifies float rounding
   # (different op orders in the graph and in Keras): 4e-6 measured, hence the looser bound.
-  np.testing.assert_allclose(out, expected, atol=1e-6 if min(size) > 8 else 2e-5)
+  np.testing.assert_allclose(out, expected, atol=ATOL if min(size) > 8 else 2e-5)
 
 
 def test_a_single_pixel_comes_back_as_a_single_pixel(a2b_v1):
@@ -176,7 +180,7 @@ def test_mixed_precision_generator_is_exported_in_float32(exported_run):
   x = _images((1, 16, 24, 3), seed=4)
   out = b2a(x)
   assert out.dtype == tf.float32
-  np.testing.assert_allclose(out.numpy(), exported_run.generators['G_B'](x).numpy(), atol=1e-6)
+  np.testing.assert_allclose(out.numpy(), exported_run.generators['G_B'](x).numpy(), atol=ATOL)
   assert b2a.model_name == 'cyclegan_b2a' and b2a.version == 1
 
 

@@ -385,6 +385,44 @@ def test_conv_matches_pytorch(kernel, stride, padding, size):
   _check(model, x, expected)
 
 
+@pytest.mark.parametrize('cin,size', [(8, (11, 9)), (2, (7, 7))])
+def test_few_output_conv_matches_numpy_and_tf_gradients(cin, size):
+  """The generators' last conv (7x7, few output channels) runs as GEMMs with its own gradient:
+  its output must be the conv's, and its gradients must be tf.nn.conv2d's."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(cin)
+  f = networks._LayerFactory('instance', 'normal', 0.02)
+  model = _single_layer_model(lambda x: f.conv(x, 3, 7, 1, 0, 'c'), cin)
+  assert isinstance(model.get_layer('c'), networks.FewOutputConv2D)
+  w, b = rng.normal(0, 0.2, (3, cin, 7, 7)), rng.normal(0, 0.2, 3)
+  model.get_layer('c').set_weights([to_keras(w), b.astype(np.float32)])
+  x = rng.uniform(-1, 1, (2, *size, cin))
+  _check(model, x, np_conv2d(x, w, b))
+
+  x = tf.constant(x, tf.float32)
+  kernel = tf.constant(to_keras(w))
+  dy = tf.constant(rng.normal(0, 1, (2, size[0] - 6, size[1] - 6, 3)), tf.float32)
+  grads = []
+  for conv in (networks.few_output_conv2d,
+               lambda x, k: tf.nn.conv2d(x, k, strides=1, padding='VALID')):
+    with tf.GradientTape() as tape:
+      tape.watch([x, kernel])
+      loss = tf.reduce_sum(conv(x, kernel) * dy)
+    grads.append(tape.gradient(loss, [x, kernel]))
+  for got, want in zip(*grads):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4, rtol=1e-5)
+
+
+def test_only_the_generators_last_conv_is_few_output():
+  for netG, last in (('resnet_6blocks', 'model.23'), ('resnet_9blocks', 'model.26')):
+    model = networks.define_G(3, 3, 8, netG, 'instance')
+    few = [l.name for l in model.layers if isinstance(l, networks.FewOutputConv2D)]
+    assert few == [last], netG
+  for netD in networks.DISCRIMINATORS:
+    model = networks.define_D(3, 8, netD)
+    assert not [l for l in model.layers if isinstance(l, networks.FewOutputConv2D)], netD
+
+
 def test_reflect_padded_conv_matches_pytorch():
   rng = np.random.default_rng(1)
   f = networks._LayerFactory('instance', 'normal', 0.02)

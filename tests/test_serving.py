@@ -195,16 +195,17 @@ def test_request_shapes_of_the_rest_api(live):
 
   x = np.random.RandomState(2).uniform(-1, 1, (2, 12, 20, 3)).astype(np.float32)
   expected = live.run.generators['G_A'](x).numpy()
+  # 1e-5: the SavedModel's graph sums the last conv's GEMM slices in its own order (test_export).
   status, row = _call(_predict_url(live), 'POST', {'instances': x.tolist()})
   assert status == 200
-  np.testing.assert_allclose(np.array(row['predictions'], np.float32), expected, atol=1e-6)
+  np.testing.assert_allclose(np.array(row['predictions'], np.float32), expected, atol=1e-5)
   status, named = _call(_predict_url(live), 'POST',
                         {'signature_name': 'serving_default',
                          'instances': [{'images': image} for image in x.tolist()]})
   assert status == 200 and named == row
   status, columnar = _call(_predict_url(live), 'POST', {'inputs': {'images': x.tolist()}})
   assert status == 200
-  np.testing.assert_allclose(np.array(columnar['outputs'], np.float32), expected, atol=1e-6)
+  np.testing.assert_allclose(np.array(columnar['outputs'], np.float32), expected, atol=1e-5)
   odd = np.random.RandomState(3).uniform(-1, 1, (1, 7, 11, 3)).tolist()
   status, reply = _call(_predict_url(live, suffix='/versions/1'), 'POST', {'inputs': odd})
   assert status == 200 and np.array(reply['outputs']).shape == (1, 7, 11, 3)
