@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf import distribute
+from cyclegan_tf import image_pool
 from cyclegan_tf import images as images_lib
 from cyclegan_tf import input_pipeline
 from cyclegan_tf import losses
@@ -101,10 +102,8 @@ class CycleGANTrainer:
       self.opt_D.build(self.d_vars)
       # pool_A holds generated A images (fed to D_B), pool_B generated B images (D_A).
       # One history per replica; a checkpoint of another replica count restores them empty.
-      self.pool_A = distribute.ReplicaImagePool(c.pool_size, image_shape_a, replicas,
-                                                name='pool_A')
-      self.pool_B = distribute.ReplicaImagePool(c.pool_size, image_shape_b, replicas,
-                                                name='pool_B')
+      self.pool_A = image_pool.ImagePool(c.pool_size, image_shape_a, replicas, name='pool_A')
+      self.pool_B = image_pool.ImagePool(c.pool_size, image_shape_b, replicas, name='pool_B')
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
       self.replicas_at_save = tf.Variable(replicas, dtype=tf.int64, trainable=False)

@@ -86,13 +86,13 @@ def _save(out, name, result, weights=None):
 
 def _pool_check(strategy):
   """Per-replica pools under MirroredStrategy: replica r's outputs and history equal those of a
-  separate image_pool.ImagePool fed only replica r's images with replica r's seeds."""
+  separate one-replica image_pool.ImagePool fed only replica r's images with replica r's seeds."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import distribute, image_pool  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import image_pool  # pylint: disable=g-import-not-at-top
   shape, size, per_replica = (2, 2, 1), 3, 2
   with strategy.scope():
-    pool = distribute.ReplicaImagePool(size, shape, strategy.num_replicas_in_sync, name='pool')
+    pool = image_pool.ImagePool(size, shape, strategy.num_replicas_in_sync, name='pool')
   singles = [image_pool.ImagePool(size, shape) for _ in range(strategy.num_replicas_in_sync)]
 
   def replica_fn(images, step):
@@ -115,8 +115,8 @@ def _pool_check(strategy):
       want = single.query(tf.constant(batch[r * per_replica:][:per_replica]), seed)
       mismatches += int(not np.array_equal(got[r].numpy(), want.numpy()))
   histories_equal = all(
-      np.array_equal(pool.images(r), single.images.numpy()) and
-      pool.num_images(r) == int(single.num_images.numpy()) for r, single in enumerate(singles))
+      np.array_equal(pool.images(r), single.images()) and
+      pool.num_images(r) == single.num_images(0) for r, single in enumerate(singles))
   # Each replica's history holds only its own images (values 0, 1 +100k: replica 0; 2, 3: 1).
   own = [sorted({int(v) % 100 for v in pool.images(r).ravel()}) for r in range(2)]
   return {'pool_mismatches': mismatches, 'pool_histories_equal': histories_equal,

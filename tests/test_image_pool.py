@@ -1,4 +1,6 @@
-"""The image pool's semantics: the reference's ImagePool.query, in TF variables."""
+"""The image pool's semantics on one replica: the reference's ImagePool.query, in TF variables.
+
+Per-replica pools under MirroredStrategy: tests/test_distribute.py."""
 
 import numpy as np
 import pytest
@@ -23,8 +25,8 @@ def test_filling_pool_stores_and_returns_new_images():
   np.testing.assert_array_equal(out.numpy().ravel(), [1.0, 2.0])
   out = pool.query(_images([3.0]), tf.constant([1, 3], tf.int64))
   np.testing.assert_array_equal(out.numpy().ravel(), [3.0])
-  assert int(pool.num_images.numpy()) == 3
-  np.testing.assert_array_equal(np.sort(pool.images.numpy().ravel()), [1.0, 2.0, 3.0])
+  assert pool.num_images(0) == 3
+  np.testing.assert_array_equal(np.sort(pool.images().ravel()), [1.0, 2.0, 3.0])
 
 
 def test_full_pool_swaps_half_the_time_and_keeps_history():
@@ -33,9 +35,9 @@ def test_full_pool_swaps_half_the_time_and_keeps_history():
   returned_old, n = 0, 400
   for step in range(n):
     new = 100.0 + step
-    before = set(pool.images.numpy().ravel().tolist())
+    before = set(pool.images().ravel().tolist())
     out = float(pool.query(_images([new]), tf.constant([7, step], tf.int64)).numpy().ravel()[0])
-    after = set(pool.images.numpy().ravel().tolist())
+    after = set(pool.images().ravel().tolist())
     if out == new:  # returned the new image: the pool is unchanged
       assert after == before
     else:  # returned a stored image, and the new one took its place
@@ -62,10 +64,22 @@ def test_pool_runs_inside_tf_function_and_checkpoints(tmp_path):
   path = tf.train.Checkpoint(pool=pool).save(str(tmp_path / 'ckpt'))
   restored = image_pool.ImagePool(2, (2, 2, 3))
   tf.train.Checkpoint(pool=restored).restore(path).assert_consumed()
-  assert int(restored.num_images.numpy()) == 2
-  np.testing.assert_array_equal(restored.images.numpy(), np.ones((2, 2, 2, 3)))
+  assert restored.num_images(0) == 2
+  np.testing.assert_array_equal(restored.images(), np.ones((2, 2, 2, 3)))
 
 
 def test_pool_needs_fixed_image_size():
   with pytest.raises(ValueError, match='pool_size=0'):
     image_pool.ImagePool(5, (None, None, 3))
+
+
+def test_checkpoint_of_another_shape_restores_an_empty_pool(tmp_path):
+  pool = image_pool.ImagePool(2, (2, 2, 3))
+  pool.query(tf.ones((2, 2, 2, 3)), tf.constant([0, 0], tf.int64))
+  path = tf.train.Checkpoint(pool=pool).save(str(tmp_path / 'ckpt'))
+  bigger = image_pool.ImagePool(3, (2, 2, 3))
+  bigger.query(tf.ones((1, 2, 2, 3)), tf.constant([0, 0], tf.int64))  # one image stored
+  two_replicas = image_pool.ImagePool(2, (2, 2, 3), replicas=2)
+  for other in (bigger, two_replicas):
+    tf.train.Checkpoint(pool=other).restore(path)
+    np.testing.assert_array_equal(other.num_images(), np.zeros(other.replicas))
