@@ -37,6 +37,12 @@ class ReflectionPadding2D(layers.Layer):
     return {**super().get_config(), 'padding': self.padding}
 
 
+def _per_image_matmul(rows, matrix):
+  """rows (N, M, K) @ matrix (K, P), one GEMM of the same shape per image, so that an image's
+  result does not depend on the batch it came in (a GEMM's rounding depends on its shape)."""
+  return tf.map_fn(lambda image_rows: tf.matmul(image_rows, matrix), rows)
+
+
 def few_output_conv2d(x, kernel):
   """conv2d(x, kernel, stride 1, "VALID") for a big kernel with few output channels, fast on CPU.
 
@@ -46,7 +52,9 @@ def few_output_conv2d(x, kernel):
   z = x @ W, with W reshaped to (cin, kh*kw*cout), is one well-shaped GEMM and y is the sum of
   kh*kw shifted slices of z; the custom gradient keeps only x: dz stacks kh*kw shifted copies of
   dy, dW = x^T dz and dx = dz W^T are GEMMs too. Same result as tf.nn.conv2d up to float
-  rounding (relative 1e-6).
+  rounding (relative 1e-6, as close to float64 as tf.nn.conv2d). z and dx take one GEMM per
+  image: a GEMM over the whole batch rounds an image's rows differently with the batch size,
+  and then 2 replicas would not train like one device at the same global batch.
   """
   kh, kw, cin, cout = kernel.shape
 
@@ -56,17 +64,19 @@ def few_output_conv2d(x, kernel):
     n, h, w = shape[0], shape[1], shape[2]
     oh, ow = h - kh + 1, w - kw + 1
     wmat = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [cin, kh * kw * cout])
-    z = tf.reshape(tf.matmul(tf.reshape(x, [-1, cin]), wmat), [n, h, w, kh * kw * cout])
+    z = tf.reshape(_per_image_matmul(tf.reshape(x, [n, h * w, cin]), wmat),
+                   [n, h, w, kh * kw * cout])
     y = tf.add_n([z[:, i:i + oh, j:j + ow, (i * kw + j) * cout:(i * kw + j + 1) * cout]
                   for i in range(kh) for j in range(kw)])
 
     def grad(dy):
       dz = tf.concat([tf.pad(dy, [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j], [0, 0]])
                       for i in range(kh) for j in range(kw)], axis=-1)
-      dz = tf.reshape(dz, [-1, kh * kw * cout])
-      dwmat = tf.matmul(tf.reshape(x, [-1, cin]), dz, transpose_a=True)
+      dwmat = tf.matmul(tf.reshape(x, [-1, cin]), tf.reshape(dz, [-1, kh * kw * cout]),
+                        transpose_a=True)
       dkernel = tf.transpose(tf.reshape(dwmat, [cin, kh, kw, cout]), [1, 2, 0, 3])
-      return tf.reshape(tf.matmul(dz, wmat, transpose_b=True), shape), dkernel
+      dx = _per_image_matmul(tf.reshape(dz, [n, h * w, kh * kw * cout]), tf.transpose(wmat))
+      return tf.reshape(dx, shape), dkernel
 
     return y, grad
 
