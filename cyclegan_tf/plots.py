@@ -83,6 +83,16 @@ def _save_figure(fig, path, dpi=80, tight=True):
   _write_bytes(path, buffer.getvalue())
 
 
+def _save_panels(fig, axes, used, title, path):
+  """Hides the grid's unused axes, titles the figure and saves it; returns path."""
+  for ax in list(axes.flat)[used:]:
+    ax.axis('off')
+  if title:
+    fig.suptitle(title)
+  _save_figure(fig, path)
+  return path
+
+
 # ---------------------------------------------------------------------------------------------
 # Result grid.
 
@@ -209,12 +219,7 @@ def loss_curves(logdir, path, title=None):
     ax.grid(alpha=0.3)
     if len(series) > 1:
       ax.legend(fontsize=8, ncol=2)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.axis('off')
-  if title:
-    fig.suptitle(title)
-  _save_figure(fig, path)
-  return path
+  return _save_panels(fig, axes, len(panels), title, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,12 +299,7 @@ def metrics_over_steps(eval_dir, path, title=None):
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.axis('off')
-  if title:
-    fig.suptitle(title)
-  _save_figure(fig, path)
-  return path
+  return _save_panels(fig, axes, len(panels), title, path)
 
 
 # ---------------------------------------------------------------------------------------------
