@@ -49,7 +49,7 @@ def few_output_conv2d(x, kernel):
   The generators' last conv (7x7, 64 -> 3 channels) is the worst case of TF's CPU convolution
   kernels: Conv2DBackpropFilter materialises an im2col buffer of H*W*49*64 floats per image
   (760 MB and 2 s for one 256x256 image, the cost of a whole generator forward). Here
-  z = x @ W, with W reshaped to (cin, kh*kw*cout), is one well-shaped GEMM and y is the sum of
+  z = x @ W, with W reshaped to (cin, kh*kw*cout), is a well-shaped GEMM and y is the sum of
   kh*kw shifted slices of z; the custom gradient keeps only x: dz stacks kh*kw shifted copies of
   dy, dW = x^T dz and dx = dz W^T are GEMMs too. Same result as tf.nn.conv2d up to float
   rounding (relative 1e-6, as close to float64 as tf.nn.conv2d). z and dx take one GEMM per
