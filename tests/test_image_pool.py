@@ -80,6 +80,7 @@ def test_checkpoint_of_another_shape_restores_an_empty_pool(tmp_path):
   bigger = image_pool.ImagePool(3, (2, 2, 3))
   bigger.query(tf.ones((1, 2, 2, 3)), tf.constant([0, 0], tf.int64))  # one image stored
   two_replicas = image_pool.ImagePool(2, (2, 2, 3), replicas=2)
+  two_replicas.variables[1].assign([1, 2])  # counts as if each replica had stored images
   for other in (bigger, two_replicas):
     tf.train.Checkpoint(pool=other).restore(path)
     np.testing.assert_array_equal(other.num_images(), np.zeros(other.replicas))
