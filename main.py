@@ -1,27 +1,33 @@
 """Entry point: parses flags and hands the config to the library, one call per mode.
 
   python main.py --config=configs/quickstart.py --workdir=runs/quickstart          # train
-  python main.py --mode=evaluate --config=configs/quickstart.py --workdir=runs/quickstart
-  python main.py --mode=export --config=configs/quickstart.py --workdir=runs/quickstart
+  python main.py --mode=evaluate --workdir=runs/quickstart [--step=N]
+  python main.py --mode=export --workdir=runs/quickstart
   python main.py --mode=translate --workdir=runs/quickstart --input=IMG --output=DIR
   python main.py --mode=summary --config=configs/default.py
   python main.py --mode=convert --pth=horse2zebra.pth --output=converted/
   python main.py --mode=benchmark --config=configs/default.py --config.data.crop_size=128
+
+Modes that consume a run (evaluate, export, translate) take its architecture and data from
+the run's own config.json; the command line sets only what the mode may change (see
+cyclegan_tf/configuration.py). User errors print one line, without a traceback, exit status 1.
 """
 
+import logging as std_logging
 import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
-                               'default.py')
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+_DEFAULT_CONFIG = os.path.join(_CONFIGS, 'default.py')
 MODES = ('train', 'evaluate', 'export', 'translate', 'summary', 'convert', 'benchmark')
 # Modes that read or write a run directory.
 _NEEDS_WORKDIR = ('train', 'evaluate', 'export')
-_READS_RUN = ('evaluate', 'export', 'translate')
+_CONSUMES_RUN = ('evaluate', 'export', 'translate')
 
 config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Config file (configs/*.py).',
                                 lock_config=True)
@@ -44,23 +50,56 @@ flags.DEFINE_bool('read_dataset', False, 'benchmark: feed the configured dataset
 FLAGS = flags.FLAGS
 
 
+class _OnlyOurInfo(std_logging.Filter):
+  """Hides INFO lines of TensorFlow, Keras and tfds (signature serialisation, builder notes)
+  at the default verbosity; their warnings and errors, and all of ours, still show."""
+
+  _OURS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), d) + os.sep
+                for d in ('cyclegan_tf', 'serving', 'benchmarks'))
+
+  def filter(self, record):
+    return (record.levelno >= std_logging.WARNING or record.pathname.startswith(self._OURS) or
+            logging.get_verbosity() > logging.INFO)
+
+
+def _override_fields():
+  """Dotted config fields set on the command line (--config.model.ngf=8 -> 'model.ngf')."""
+  return set(config_flags.get_override_values(FLAGS['config']))
+
+
+def _explicit_model_fields(config):
+  """config.model fields a converted file must agree with: set on the command line, or
+  different from configs/default.py (a config file that chose them)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  defaults = default.get_config().model
+  fields = {k for k, v in config.model.items() if k not in defaults or defaults[k] != v}
+  return fields | {f[len('model.'):] for f in _override_fields() if f.startswith('model.')}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_OnlyOurInfo())
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   mode = FLAGS.mode
-  # Modes that read a run build its networks and data from the run's own config.json.
-  reads_run = mode in _READS_RUN and FLAGS.workdir and os.path.exists(
-      os.path.join(FLAGS.workdir, 'config.json'))
-  try:
-    if not reads_run:
-      configuration.validate(config)
-  except configuration.ConfigError as e:
-    raise app.UsageError(str(e)) from None
   if mode in _NEEDS_WORKDIR and not FLAGS.workdir:
     raise app.UsageError(f'--mode={mode} needs --workdir (the run directory).')
-
+  consumes_run = mode in _CONSUMES_RUN and FLAGS.workdir and os.path.exists(
+      os.path.join(FLAGS.workdir, 'config.json'))
+  if consumes_run:
+    ignored = configuration.ignored_overrides(_override_fields(), mode)
+    if ignored:
+      raise app.UsageError(
+          f'{", ".join("--config." + f for f in ignored)} cannot change --mode={mode} of the '
+          f'run in {FLAGS.workdir}: its architecture and data come from its config.json. '
+          f'This mode takes only {", ".join(configuration.MODE_FIELDS[mode])} from the command '
+          'line.')
+  try:
+    configuration.validate(config)
+  except configuration.ConfigError as e:
+    if not consumes_run:  # a run's own config.json is validated where it is read
+      raise app.UsageError(str(e)) from None
   try:
     return _run_mode(mode, config)
   except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
@@ -73,10 +112,11 @@ def main(argv):
 def _is_user_error(error):
   """Errors whose message tells the user what to fix: printed without a traceback."""
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import input_pipeline  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import trainer  # pylint: disable=g-import-not-at-top
   return isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
-                            input_pipeline.DataError, train.NonFiniteLossError))
+                            configuration.DataError, torch_layout.ConversionError,
+                            trainer.NonFiniteLossError))
 
 
 def _run_mode(mode, config):
@@ -106,7 +146,8 @@ def _run_mode(mode, config):
     if not FLAGS.pth or not FLAGS.output:
       raise app.UsageError('--mode=convert needs --pth (a .pth file) and --output (a folder).')
     from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top
-    convert.convert_file(FLAGS.pth, FLAGS.output, config, role=FLAGS.role)
+    convert.convert_file(FLAGS.pth, FLAGS.output, config, role=FLAGS.role,
+                         explicit_fields=_explicit_model_fields(config))
   elif mode == 'benchmark':
     from cyclegan_tf import benchmark  # pylint: disable=g-import-not-at-top
     benchmark.run(config, read_dataset=FLAGS.read_dataset)

@@ -65,7 +65,9 @@ def get_config():
   train.seed = 0
   train.strategy = 'default'  # default | mirrored | multi_worker | tpu
   train.devices = ''  # mirrored: comma-separated devices, '' = all local GPUs
-  train.precision = 'float32'  # float32 | mixed_bfloat16 | mixed_float16
+  # float32 | mixed_bfloat16 | mixed_float16 | auto (bfloat16 where the hardware has it)
+  train.precision = 'float32'
+  train.jit_compile = False  # XLA for the forward/backward passes (GPUs, TPUs)
   train.init_from = ''  # directory of converted reference weights to start from
 
   config.loss = loss = ml_collections.ConfigDict()
@@ -77,6 +79,8 @@ def get_config():
   evaluation.num_images = 0  # test images per domain, 0 = the whole test split
   evaluation.inception_weights = ''  # path to InceptionV3 no-top weights for FID / KID
   evaluation.classifier_epochs = 5
+  evaluation.classifier_train_images = 500  # training images per domain for the classifier
+  evaluation.grid_rows = 6  # rows of the result grids
   evaluation.seed = 0
 
   config.export = export = ml_collections.ConfigDict()
@@ -91,5 +95,8 @@ def get_config():
   config.translate = translate = ml_collections.ConfigDict()
   translate.tile_size = 512  # images larger than this are translated in tiles
   translate.tile_overlap = 64
+  # Longer side (px) of the downscaled whole-image pass whose instance-norm statistics all
+  # tiles share; 0 = tile_size. Larger is closer to untiled results, at that pass's memory.
+  translate.stats_size = 0
 
   return config

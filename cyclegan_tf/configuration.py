@@ -1,7 +1,18 @@
-"""Checks a config once at start-up, so a bad value fails with the field's name, not mid-run.
+"""Checks a config once at start-up, so a bad value fails with the field's name, not mid-run,
+and says which config wins where.
 
-Also compares a run's saved config with a new one: a resumed run may change its length and
-logging, never its architecture or data.
+Which config wins. A run directory keeps the config it was trained with (config.json). Whoever
+continues or consumes the run takes the architecture and the data from that file; the command
+line (--config and its overrides) sets only what the mode may change:
+
+  train (resume)  RESUMABLE_CHANGES (run length, intervals, strategy, paths); any other field
+                  that differs from config.json is refused, naming the fields.
+  evaluate        eval, plus where the data lives (data.root, data.tfds_data_dir)
+  export          export
+  translate       translate, export (model names)
+
+mode_config(run_config, cli_config, mode) applies this rule; modes without a run directory
+(summary, convert, pretrained, benchmark) use the command line's config alone.
 """
 
 import json
@@ -14,7 +25,7 @@ PREPROCESS = ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop', 
 DIRECTIONS = ('AtoB', 'BtoA')
 LR_POLICIES = ('linear', 'step', 'cosine', 'plateau')
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
-PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16')
+PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16', 'auto')
 
 # Fields a resumed run may change; every other field must equal the run's saved config.
 RESUMABLE_CHANGES = (
@@ -22,12 +33,22 @@ RESUMABLE_CHANGES = (
     'train.max_to_keep', 'train.log_every_steps', 'train.image_every_steps',
     'train.eval_every_steps', 'train.strategy', 'train.devices', 'train.init_from',
     'data.root', 'data.tfds_data_dir', 'data.cache', 'data.num_parallel_calls', 'eval', 'export',
-    'translate', 'benchmark',
+    'translate', 'benchmark', 'train.jit_compile', 'train.precision',
 )
+# Fields each mode that consumes a run takes from the command line (the rest: config.json).
+MODE_FIELDS = {
+    'evaluate': ('eval', 'data.root', 'data.tfds_data_dir', 'data.num_parallel_calls'),
+    'export': ('export',),
+    'translate': ('translate', 'export'),
+}
 
 
 class ConfigError(ValueError):
   """A config value that cannot work; the message names the field and what is allowed."""
+
+
+class DataError(ValueError):
+  """The data cannot be used as configured; the message names the path or field and the fix."""
 
 
 def _choice(config, field, allowed):
@@ -108,6 +129,13 @@ def validate(config):
   if config.train.n_epochs + config.train.n_epochs_decay < 1:
     raise ConfigError('config.train.n_epochs + config.train.n_epochs_decay must be >= 1.')
   _positive(config, 'train.epoch_count')
+  last_epoch = config.train.n_epochs + config.train.n_epochs_decay
+  if config.train.epoch_count > last_epoch:
+    raise ConfigError(
+        f'config.train.epoch_count={config.train.epoch_count} starts after the schedule ends: '
+        f'n_epochs={config.train.n_epochs} + n_epochs_decay={config.train.n_epochs_decay} = '
+        f'{last_epoch} epochs, so nothing would be trained. Lower epoch_count, or raise n_epochs '
+        'or n_epochs_decay to extend the schedule.')
   _choice(config, 'train.lr_policy', LR_POLICIES)
   _positive(config, 'train.lr_decay_iters')
   _positive(config, 'train.pool_size', allow_zero=True)
@@ -129,6 +157,54 @@ def validate(config):
         f'model.output_nc (got {config.model.input_nc} and {config.model.output_nc}); set '
         'lambda_identity=0 for data with different channel counts.')
   return config
+
+
+def _get_path(tree, dotted):
+  for part in dotted.split('.'):
+    tree = tree[part]
+  return tree
+
+
+def _set_path(tree, dotted, value):
+  *parents, leaf = dotted.split('.')
+  for part in parents:
+    tree = tree[part]
+  tree[leaf] = value
+
+
+def _deep_update(base, new):
+  for key, value in new.items():
+    if isinstance(value, dict) and isinstance(base.get(key), dict):
+      _deep_update(base[key], value)
+    else:
+      base[key] = value
+  return base
+
+
+def mode_config(run_config, cli_config, mode):
+  """The config `mode` runs with on an existing run (see the module docstring).
+
+  run_config: the run's config.json (a ConfigDict); cli_config: the command line's. Returns a
+  new ConfigDict: run_config with the fields MODE_FIELDS[mode] taken from cli_config (fields
+  that the run's config.json predates also come from cli_config, which holds their defaults).
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cli = cli_config.to_dict()
+  merged = _deep_update(json.loads(json.dumps(cli)), run_config.to_dict())
+  for field in MODE_FIELDS.get(mode, ()):
+    try:
+      value = _get_path(cli, field)
+    except KeyError:
+      continue
+    _set_path(merged, field, json.loads(json.dumps(value)))
+  return ml_collections.ConfigDict(merged)
+
+
+def ignored_overrides(override_fields, mode):
+  """Command-line overrides (dotted field names) that `mode` ignores on an existing run."""
+  allowed = MODE_FIELDS.get(mode, ())
+  return sorted(f for f in override_fields
+                if not any(f == a or f.startswith(a + '.') for a in allowed))
 
 
 def _flatten(tree, prefix=''):

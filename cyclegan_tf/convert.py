@@ -1,31 +1,26 @@
-"""The reference's PyTorch weights (.pth state dicts) -> our Keras networks, weights and exports.
+"""`--mode=convert`: the reference's PyTorch weights (.pth state dicts) -> our Keras networks.
 
   python main.py --mode=convert --pth=horse2zebra.pth --output=converted/
 
 reads one state dict of a generator (resnet_9blocks, resnet_6blocks, unet_128, unet_256) or a
 discriminator (basic, n_layers, pixel), infers its architecture from the tensors' names and
-shapes, builds our network (networks.py names every layer with weights after its state-dict
-prefix, so the mapping is by name), copies every tensor in, and writes to the output folder:
+shapes (torch_layout.py), builds our network, copies every tensor in, and writes to the output
+folder:
 
 * ``<role>.weights.h5``: Keras weights (role G_A, G_B, D_A or D_B);
 * ``<role>.json``: the architecture it was converted as (netG / netD, ngf / ndf, n_layers_D,
-  norm, dropout, input_nc, output_nc, role), which ``load_init_weights`` checks;
+  norm, dropout, input_nc, output_nc, role), which init_from.load_init_weights checks;
 * generators only: a SavedModel in the export layout, ``<model_name>/<version>/`` (cyclegan_a2b
   for G_A or a published generator, cyclegan_b2a for G_B), for translate and the server.
 
-The role comes from the file name (the reference's training writes ``{epoch}_net_G_A.pth``,
-``_net_G_B``, ``_net_D_A``, ``_net_D_B``); any other generator file (a published one such as
-``horse2zebra.pth``) is G_A. ``role=`` overrides it.
-
-Layouts (FACTS.md): Conv2d [out, in, kh, kw] -> Keras [kh, kw, in, out] and ConvTranspose2d
-[in, out, kh, kw] -> Keras [kh, kw, out, in], both transpose(2, 3, 1, 0) without a flip;
-BatchNorm2d weight / bias / running_mean / running_var -> gamma / beta / moving_mean /
-moving_variance. Anything that does not fit (missing or extra tensors, other shapes) is an
-error listing every offending key: never a partial load. Stale instance-norm statistics of
-pre-0.4 files are dropped (and logged), as the reference itself does when it loads them.
-
-``config.train.init_from=DIR`` starts training from a folder of converted files:
-``load_init_weights`` loads every role found there after checking its architecture.
+The role comes from the file name: the reference's training writes ``{epoch}_net_G_A.pth``,
+``_net_G_B``, ``_net_D_A``, ``_net_D_B`` (also read from copies such as ``latest_net_G_B (1).pth``
+and upper-case extensions); a published generator's name (``horse2zebra.pth``) is G_A, the
+direction it is named after. Any other name is an error asking for ``role=`` (``--role``):
+a guessed role would export B->A as A->B. Files that are not state dicts (a web page, a
+truncated download, a whole pickled model, a checkpoint of several networks) are errors that
+say what the file holds and what to do. Files are read with torch.load(weights_only=True): no
+code from the file runs.
 
 torch is optional (``pip install -e ".[convert]"``); only reading .pth files needs it.
 """
@@ -34,33 +29,32 @@ import json
 import os
 import re
 
-from absl import app
 from absl import logging
-import keras
 import numpy as np
 
+from cyclegan_tf import export as export_lib
+from cyclegan_tf import image_files
 from cyclegan_tf import networks
+from cyclegan_tf import torch_layout
 
-ROLES = ('G_A', 'G_B', 'D_A', 'D_B')
+ConversionError = torch_layout.ConversionError
+ROLES = torch_layout.ROLES
 TORCH_VERSION = '2.13.0'
 INSTALL_HINT = (f'Converting PyTorch weights needs PyTorch: install it with '
                 f'`pip install -e ".[convert]"` (from the repository) or '
                 f'`pip install torch=={TORCH_VERSION}`.')
 FORMAT = 'cyclegan_tf.convert/1'
-# The JSON fields that describe a network's architecture (the rest is provenance).
-GENERATOR_FIELDS = ('netG', 'ngf', 'norm', 'dropout', 'input_nc', 'output_nc')
-DISCRIMINATOR_FIELDS = ('netD', 'ndf', 'n_layers_D', 'norm', 'input_nc', 'output_nc')
-_ROLE_IN_NAME = re.compile(r'net_(G_A|G_B|D_A|D_B|G|D)\.pth?$')
-_STALE_NORM_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
+# The reference's published generators (its scripts/download_cyclegan_model.sh), each mapping
+# the direction it is named after: converted as G_A.
+PUBLISHED_MODELS = (
+    'apple2orange', 'orange2apple', 'summer2winter_yosemite', 'winter2summer_yosemite',
+    'horse2zebra', 'zebra2horse', 'monet2photo', 'style_monet', 'style_cezanne', 'style_ukiyoe',
+    'style_vangogh', 'sat2map', 'map2sat', 'cityscapes_photo2label', 'cityscapes_label2photo',
+    'facades_photo2label', 'facades_label2photo', 'iphone2dslr_flower')
+# net_G_A ... anywhere in the name, then an optional copy suffix " (1)" / "-1", then .pth / .pt.
+_ROLE_IN_NAME = re.compile(r'net_(G_A|G_B|D_A|D_B|G|D)(?:\s*\(\d+\)|[-_ ]\d+)?\.pth?$',
+                           re.IGNORECASE)
 _DATA_PARALLEL_PREFIX = 'module.'
-
-
-class ConversionError(app.UsageError, ValueError):
-  """A file or folder that cannot be converted or loaded as asked; the message says why.
-
-  A ValueError for library callers; an absl UsageError so that main.py reports it as a plain
-  message (no traceback) with exit status 1.
-  """
 
 
 class TorchNotInstalledError(ConversionError, ImportError):
@@ -80,10 +74,29 @@ def import_torch():
   return torch
 
 
+def _unreadable(pth_path, error):
+  """The ConversionError for a file torch cannot load: what the file holds and what to do."""
+  what = image_files.describe_file(pth_path)
+  if what.startswith('an HTML page') or 'text' in what or 'JSON' in what:
+    fix = ('the download went wrong: the server sent this page instead of the model. Download '
+           'it again (check the URL) or use --mode=pretrained')
+  elif what.startswith('a ZIP archive'):
+    fix = ('a PyTorch file (a zip archive) that is truncated or damaged, e.g. an interrupted '
+           'download: download it again and compare its size with the source')
+  elif what.startswith('a Python pickle'):
+    fix = ('a pickle that needs code to load, e.g. torch.save(model) of a whole network: load it '
+           'where its class exists and save model.state_dict() instead')
+  else:
+    fix = 'not a PyTorch file'
+  return ConversionError(f'{pth_path} cannot be read as a PyTorch state dict: it is {what}; '
+                         f'{fix}. ({type(error).__name__}: {str(error).splitlines()[0][:200]})')
+
+
 def load_state_dict(pth_path):
   """{key: float32 / int numpy array} of a .pth state dict, 'module.' prefixes stripped.
 
-  Loads with weights_only=True: no code from the file runs.
+  Loads with weights_only=True: no code from the file runs. Raises ConversionError saying what
+  the file holds when it is not a state dict.
   """
   torch = import_torch()
   if not os.path.isfile(pth_path):
@@ -91,14 +104,20 @@ def load_state_dict(pth_path):
   try:
     obj = torch.load(pth_path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
-    raise ConversionError(
-        f'{pth_path} cannot be read as a PyTorch state dict (loaded with weights_only=True, '
-        f'so files that need code to unpickle are refused): {type(e).__name__}: {e}') from None
+    raise _unreadable(pth_path, e) from None
   if isinstance(obj, dict) and 'state_dict' in obj and isinstance(obj['state_dict'], dict):
     obj = obj['state_dict']  # a checkpoint dict wrapping the state dict
   if not isinstance(obj, dict):
     raise ConversionError(f'{pth_path} holds a {type(obj).__name__}, not a state dict (a dict '
                           'of tensor names to tensors, as the reference saves them).')
+  nested = sorted(str(k) for k, v in obj.items()
+                  if isinstance(v, dict) and v and all(torch.is_tensor(t) for t in v.values()))
+  if nested:
+    raise ConversionError(
+        f'{pth_path} holds several networks ({", ".join(nested)}), not one state dict: another '
+        'repository\'s checkpoint layout. Save each network on its own, e.g. '
+        f'torch.save(checkpoint[{nested[0]!r}], "latest_net_G_A.pth"), and convert each file '
+        'with its --role.')
   not_tensors = sorted(str(k) for k, v in obj.items() if not torch.is_tensor(v))
   if not_tensors:
     raise ConversionError(f'{pth_path} is not a plain state dict: these entries are not '
@@ -123,147 +142,21 @@ def load_state_dict(pth_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Architecture inference from tensor names and shapes.
-
-
-def _shape_of(shapes, key, what, source):
-  if key not in shapes:
-    raise ConversionError(f'{source}: cannot tell {what}: it has no tensor {key!r}. '
-                          f'It holds: {_key_summary(shapes)}')
-  return tuple(shapes[key])
-
-
-def _key_summary(shapes, limit=12):
-  keys = sorted(shapes)
-  more = f' ... ({len(keys)} keys)' if len(keys) > limit else ''
-  return ', '.join(keys[:limit]) + more
-
-
-def _norm_from(shapes, biased_conv):
-  """batch: norm layers with affine weights; instance: convs with biases; none: neither."""
-  if any(k.endswith('.weight') and len(s) == 1 for k, s in shapes.items()):
-    return 'batch'
-  return 'instance' if f'{biased_conv}.bias' in shapes else 'none'
-
-
-def infer_architecture(shapes, source='the state dict'):
-  """The reference architecture of a state dict, from {key: shape}.
-
-  Returns a dict: kind ('generator' / 'discriminator'), netG / netD, ngf / ndf, n_layers_D,
-  norm, dropout, input_nc, output_nc. A U-Net's dropout has no weights, so it is None (unknown).
-  """
-  keys = set(shapes)
-  if any(k.startswith('model.model.') for k in keys):
-    depth = max(k.split('.').count('model') for k in keys) - 1
-    names = {7: 'unet_128', 8: 'unet_256'}
-    if depth not in names:
-      raise ConversionError(f'{source} holds a U-Net with {depth} levels; the reference has '
-                            'unet_128 (7) and unet_256 (8).')
-    down = _shape_of(shapes, 'model.model.0.weight', 'ngf and input_nc', source)
-    up = _shape_of(shapes, 'model.model.3.weight', 'output_nc', source)
-    return dict(kind='generator', netG=names[depth], ngf=down[0], input_nc=down[1],
-                output_nc=up[1], norm=_norm_from(shapes, 'model.model.1.model.1'),
-                dropout=None)
-  blocks = sorted({int(k.split('.')[1]) for k in keys
-                   if k.startswith('model.') and '.conv_block.' in k})
-  if blocks:
-    names = {9: 'resnet_9blocks', 6: 'resnet_6blocks'}
-    if len(blocks) not in names:
-      raise ConversionError(f'{source} holds a resnet generator with {len(blocks)} blocks; '
-                            'the reference has resnet_6blocks and resnet_9blocks.')
-    first = _shape_of(shapes, 'model.1.weight', 'ngf and input_nc', source)
-    last_index = blocks[-1] + 8  # two (ConvTranspose, norm, ReLU), ReflectionPad, conv
-    last = _shape_of(shapes, f'model.{last_index}.weight', 'output_nc', source)
-    # Without dropout conv_block.6 is the second norm (1-D with batch norm), with it the conv.
-    dropout = len(shapes.get(f'model.{blocks[0]}.conv_block.6.weight', ())) == 4
-    return dict(kind='generator', netG=names[len(blocks)], ngf=first[0], input_nc=first[1],
-                output_nc=last[0], norm=_norm_from(shapes, 'model.4'), dropout=dropout)
-  if 'net.0.weight' in keys:
-    first = tuple(shapes['net.0.weight'])
-    return dict(kind='discriminator', netD='pixel', ndf=first[0], input_nc=first[1],
-                output_nc=1, n_layers_D=None, norm=_norm_from(shapes, 'net.2'))
-  if 'model.0.weight' in keys and len(shapes['model.0.weight']) == 4:
-    first = tuple(shapes['model.0.weight'])
-    convs = [k for k, s in shapes.items()
-             if re.fullmatch(r'model\.\d+\.weight', k) and len(s) == 4]
-    n_layers = len(convs) - 2
-    if n_layers < 1:
-      raise ConversionError(f'{source} looks like a PatchGAN discriminator with only '
-                            f'{len(convs)} convs; it needs at least 3.')
-    return dict(kind='discriminator', netD='basic' if n_layers == 3 else 'n_layers',
-                ndf=first[0], input_nc=first[1], output_nc=1, n_layers_D=n_layers,
-                norm=_norm_from(shapes, 'model.2'))
-  raise ConversionError(
-      f'{source} is not a state dict of the reference\'s generators (resnet_9blocks, '
-      f'resnet_6blocks, unet_128, unet_256) or discriminators (basic, n_layers, pixel): '
-      f'no model.1 / model.model.0 / model.0 / net.0 weights. It holds: {_key_summary(shapes)}')
-
-
-# ---------------------------------------------------------------------------------------------
 # Roles and the config.
 
 
 def role_from_filename(path):
-  """G_A / G_B / D_A / D_B from the reference's checkpoint names (net_G / net_D: pix2pix's), else
-  None."""
-  match = _ROLE_IN_NAME.search(os.path.basename(path))
-  if not match:
-    return None
-  role = match.group(1)
-  return {'G': 'G_A', 'D': 'D_A'}.get(role, role)
-
-
-def _config_nc_fields(role):
-  """{network field: config.model field} for the channels of a role's network."""
-  return {
-      'G_A': {'input_nc': 'input_nc', 'output_nc': 'output_nc'},
-      'G_B': {'input_nc': 'output_nc', 'output_nc': 'input_nc'},
-      'D_A': {'input_nc': 'output_nc'},  # D_A judges domain B images
-      'D_B': {'input_nc': 'input_nc'},
-  }[role]
-
-
-def _config_field(field, role):
-  """The config.model field that sets a network field of a role."""
-  if field in ('input_nc', 'output_nc'):
-    return _config_nc_fields(role).get(field)
-  if field == 'dropout':
-    return 'no_dropout'
-  return field
-
-
-def _explicit_model_fields(config, fields=None):
-  """{field: value} of the config.model settings a file must agree with.
-
-  ``fields`` names them; by default they are the fields whose values differ from
-  configs/default.py plus those set on main.py's command line (--config.model.X=...), even to
-  the default value.
-  """
-  if config is None:
-    return {}
-  if fields is None:
-    try:
-      from configs import default  # pylint: disable=g-import-not-at-top
-      defaults = default.get_config().model
-    except ImportError:
-      defaults = {}
-    fields = {k for k, v in config.model.items() if k not in defaults or defaults[k] != v}
-    fields |= command_line_model_fields()
-  return {k: config.model[k] for k in fields if k in config.model}
-
-
-def command_line_model_fields(flag_values=None):
-  """config.model fields set on the command line (--config.model.X=...) once flags are parsed."""
-  try:
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-    flag_values = flags.FLAGS if flag_values is None else flag_values
-    if not flag_values.is_parsed() or 'config' not in flag_values:
-      return set()
-    overrides = config_flags.get_override_values(flag_values['config'])
-  except Exception:  # pylint: disable=broad-except
-    return set()  # no config flag of ml_collections' kind: nothing was set on a command line
-  return {k[len('model.'):] for k in overrides if k.startswith('model.')}
+  """G_A / G_B / D_A / D_B from the reference's checkpoint names (net_G / net_D: pix2pix's) or
+  'G_A' for a published generator's name; None when the name does not say."""
+  name = os.path.basename(path)
+  match = _ROLE_IN_NAME.search(name)
+  if match:
+    role = match.group(1).upper()
+    return {'G': 'G_A', 'D': 'D_A'}.get(role, role)
+  stem = re.sub(r'\.pth?$', '', name, flags=re.IGNORECASE)
+  if stem in PUBLISHED_MODELS:
+    return 'G_A'
+  return None
 
 
 def _apply_config(arch, role, config, explicit_fields=None):
@@ -273,7 +166,8 @@ def _apply_config(arch, role, config, explicit_fields=None):
   each explicit setting that differs from what the file shows.
   """
   arch = dict(arch)
-  explicit = _explicit_model_fields(config, explicit_fields)
+  explicit = ({k: config.model[k] for k in explicit_fields or () if k in config.model}
+              if config is not None else {})
   forced = []
 
   def force(field, value, config_name, shown):
@@ -308,118 +202,10 @@ def _apply_config(arch, role, config, explicit_fields=None):
       force('ndf', explicit['ndf'], 'ndf', arch['ndf'])
   if 'norm' in explicit:
     force('norm', explicit['norm'], 'norm', arch['norm'])
-  for field, config_name in _config_nc_fields(role).items():
+  for field, config_name in torch_layout.config_nc_fields(role).items():
     if config_name in explicit:
       force(field, explicit[config_name], config_name, arch[field])
   return arch, forced
-
-
-def build_network(arch, name=None):
-  """Our Keras network for an architecture dict (from infer_architecture or a JSON file)."""
-  if arch['kind'] == 'generator':
-    return networks.define_G(arch['input_nc'], arch['output_nc'], arch['ngf'], arch['netG'],
-                             arch['norm'], bool(arch['dropout']), name=name)
-  return networks.define_D(arch['input_nc'], arch['ndf'], arch['netD'],
-                           arch['n_layers_D'] or 3, arch['norm'], name=name)
-
-
-def describe(arch):
-  if arch['kind'] == 'generator':
-    return (f'{arch["netG"]} generator (ngf {arch["ngf"]}, norm {arch["norm"]}, '
-            f'{arch["input_nc"]}->{arch["output_nc"]} channels'
-            f'{", dropout" if arch["dropout"] else ""})')
-  layers_text = f', n_layers_D {arch["n_layers_D"]}' if arch['netD'] == 'n_layers' else ''
-  return (f'{arch["netD"]} discriminator (ndf {arch["ndf"]}{layers_text}, norm {arch["norm"]}, '
-          f'{arch["input_nc"]} input channels)')
-
-
-# ---------------------------------------------------------------------------------------------
-# The mapping: state-dict keys <-> Keras variables.
-
-
-def _to_keras_kernel(array):
-  return np.ascontiguousarray(np.transpose(array, (2, 3, 1, 0)))
-
-
-def _to_torch_kernel(array):
-  return np.ascontiguousarray(np.transpose(array, (3, 2, 0, 1)))
-
-
-def _torch_targets(model):
-  """({torch key: (keras variable, is_kernel)}, {droppable stale keys}) of a network."""
-  targets, droppable = {}, set()
-  for layer in model.layers:
-    name = layer.name
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-      targets[f'{name}.weight'] = (layer.kernel, True)
-      if layer.use_bias:
-        targets[f'{name}.bias'] = (layer.bias, False)
-    elif isinstance(layer, keras.layers.BatchNormalization):
-      targets[f'{name}.weight'] = (layer.gamma, False)
-      targets[f'{name}.bias'] = (layer.beta, False)
-      targets[f'{name}.running_mean'] = (layer.moving_mean, False)
-      targets[f'{name}.running_var'] = (layer.moving_variance, False)
-      droppable.add(f'{name}.num_batches_tracked')  # a counter Keras has no use for
-    elif isinstance(layer, keras.layers.GroupNormalization):  # instance norm: no weights
-      droppable.update(f'{name}.{buffer}' for buffer in _STALE_NORM_BUFFERS)
-    elif layer.weights:
-      raise AssertionError(f'{model.name}: layer {name} has weights the converter does not map.')
-  return targets, droppable
-
-
-def _torch_shape(variable, is_kernel):
-  shape = tuple(variable.shape)
-  return (shape[3], shape[2], shape[0], shape[1]) if is_kernel else shape
-
-
-def torch_shapes(model):
-  """{state-dict key: shape} that the reference's network matching ``model`` has."""
-  targets, _ = _torch_targets(model)
-  return {k: _torch_shape(v, is_kernel) for k, (v, is_kernel) in targets.items()}
-
-
-def model_architecture(model):
-  """The architecture dict of one of our Keras networks (inferred like a state dict's)."""
-  arch = infer_architecture(torch_shapes(model), source=model.name)
-  if arch['kind'] == 'generator':
-    arch['dropout'] = any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
-  return arch
-
-
-def _format_keys(title, lines):
-  return [f'  {title} ({len(lines)}):'] + [f'    {line}' for line in lines]
-
-
-def assign_state_dict(model, state, source='the state dict', header=None):
-  """Copies a state dict into ``model`` (all or nothing); returns the dropped keys.
-
-  Raises ConversionError listing missing keys, unexpected keys and shape mismatches (file
-  shape and expected shape) when they do not fit exactly.
-  """
-  targets, droppable = _torch_targets(model)
-  missing = sorted(k for k in targets if k not in state)
-  unexpected = sorted(k for k in state if k not in targets and k not in droppable)
-  mismatched = []
-  for key in sorted(k for k in targets if k in state):
-    variable, is_kernel = targets[key]
-    expected = _torch_shape(variable, is_kernel)
-    if tuple(state[key].shape) != expected:
-      mismatched.append(f'{key}: file has {tuple(state[key].shape)}, '
-                        f'{model.name} needs {expected}')
-  if missing or unexpected or mismatched:
-    lines = [header or f'{source} does not fit {model.name}:']
-    if missing:
-      lines += _format_keys('missing keys (the network has them, the file does not)', missing)
-    if unexpected:
-      lines += _format_keys('unexpected keys (the file has them, the network does not)',
-                            unexpected)
-    if mismatched:
-      lines += _format_keys('shape mismatches', mismatched)
-    raise ConversionError('\n'.join(lines))
-  for key, (variable, is_kernel) in targets.items():
-    value = state[key]
-    variable.assign(_to_keras_kernel(value) if is_kernel else value.astype(np.float32))
-  return sorted(k for k in state if k in droppable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,23 +222,26 @@ def convert_state_dict(state, config=None, role=None, source='the state dict',
                        explicit_fields=None):
   """(Keras network, architecture dict, dropped keys) for a state dict and a role."""
   shapes = {k: tuple(v.shape) for k, v in state.items()}
-  inferred = infer_architecture(shapes, source)
+  inferred = torch_layout.infer_architecture(shapes, source)
   kind = inferred['kind']
   if role is None:
-    role = 'G_A' if kind == 'generator' else 'D_A'
+    raise ConversionError(
+        f'{source} holds a {torch_layout.describe(inferred)}, and its name does not say which '
+        'network of the CycleGAN it is: pass --role=G_A (A->B), G_B (B->A), D_A or D_B. (The '
+        'reference names its checkpoints {epoch}_net_G_A.pth ...)')
   if role not in ROLES:
     raise ConversionError(f'Unknown role {role!r}; allowed: {", ".join(ROLES)}.')
   if (kind == 'generator') != role.startswith('G'):
-    raise ConversionError(f'{source} holds a {kind} ({describe(inferred)}) but its '
+    raise ConversionError(f'{source} holds a {kind} ({torch_layout.describe(inferred)}) but its '
                           f'role is {role}.')
   arch, forced = _apply_config(inferred, role, config, explicit_fields)
-  model = build_network(arch, name=role)
+  model = torch_layout.build_network(arch, name=role)
   if forced:
     header = (f'{source} does not fit the config: ' + '; '.join(forced) +
-              f'. The network built from it, a {describe(arch)}, does not match the file:')
+              f'. The network built from it, a {torch_layout.describe(arch)}, does not match the file:')
   else:
-    header = f'{source} does not fit a {describe(arch)}:'
-  dropped = assign_state_dict(model, state, source, header=header)
+    header = f'{source} does not fit a {torch_layout.describe(arch)}:'
+  dropped = torch_layout.assign_state_dict(model, state, source, header=header)
   arch['role'] = role
   return model, arch, dropped
 
@@ -467,11 +256,12 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
     output_dir: created if needed; several roles can share it (e.g. for init_from).
     config: the run's config: its explicit config.model settings must match the file (see
       explicit_fields), and config.export names the export.
-    role: G_A, G_B, D_A or D_B; default from the file name, else G_A / D_A.
+    role: G_A, G_B, D_A or D_B; default from the file name (role_from_filename), else a
+      ConversionError asks for it.
     export: for generators, also write the SavedModel export.
-    explicit_fields: config.model fields the file must agree with; by default those that
-      differ from configs/default.py or were set on main.py's command line. The rest is
-      inferred from the file.
+    explicit_fields: config.model fields the file must agree with (main.py passes those set
+      on the command line or differing from configs/default.py); the rest is inferred from
+      the file.
 
   Returns:
     {'role', 'architecture' (the JSON's content), 'weights_path', 'architecture_path',
@@ -484,8 +274,6 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
   model, arch, dropped = convert_state_dict(state, config, role, source=pth_path,
                                             explicit_fields=explicit_fields)
   role = arch['role']
-  if name_role is None and role == 'D_A' and arch['kind'] == 'discriminator':
-    logging.info('%s names no role; converting it as D_A (pass role= to choose).', pth_path)
   if dropped:
     logging.info('Dropped %d stale key(s) of %s that the network does not use (instance norm '
                  'has no running statistics; BatchNorm counters are not weights): %s',
@@ -494,7 +282,7 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
   os.makedirs(output_dir, exist_ok=True)
   weights_path = os.path.join(output_dir, f'{role}.weights.h5')
   model.save_weights(weights_path, overwrite=True)
-  fields = GENERATOR_FIELDS if arch['kind'] == 'generator' else DISCRIMINATOR_FIELDS
+  fields = torch_layout.GENERATOR_FIELDS if arch['kind'] == 'generator' else torch_layout.DISCRIMINATOR_FIELDS
   record = {'role': role, 'kind': arch['kind']}
   record.update({f: _plain(arch[f]) for f in fields})
   record.update({
@@ -508,7 +296,6 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
     record['dropout_from'] = 'config'  # U-Net dropout has no weights: not in the file
   export_path = None
   if export and arch['kind'] == 'generator':
-    from cyclegan_tf import export as export_lib  # pylint: disable=g-import-not-at-top
     model_name = _model_names(config)[role]
     export_path = export_lib.export_generator(model, output_dir, model_name, arch['netG'])
     record['model_name'] = model_name
@@ -516,10 +303,10 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
   architecture_path = os.path.join(output_dir, f'{role}.json')
   with open(architecture_path, 'w') as f:
     json.dump(record, f, indent=2)
-  logging.info('Converted %s (%s, %s, %d tensors) to %s%s', pth_path, role, describe(arch),
+  logging.info('Converted %s (%s, %s, %d tensors) to %s%s', pth_path, role, torch_layout.describe(arch),
                record['num_tensors'], weights_path,
                f' and exported it to {export_path}' if export_path else '')
-  print(f'Converted {pth_path} as {role}: {describe(arch)}, {record["num_tensors"]} tensors '
+  print(f'Converted {pth_path} as {role}: {torch_layout.describe(arch)}, {record["num_tensors"]} tensors '
         f'-> {weights_path}' + (f'; SavedModel {export_path}' if export_path else '') +
         (f' ({len(dropped)} unused keys dropped)' if dropped else ''))
   return {
@@ -536,81 +323,3 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
 
 def _plain(value):
   return int(value) if isinstance(value, (np.integer,)) else value
-
-
-# ---------------------------------------------------------------------------------------------
-# Starting training from converted weights.
-
-
-def _differences(saved, current, role):
-  """Architecture fields that differ: ['field: converted X, model Y (config.model.F)', ...]."""
-  fields = GENERATOR_FIELDS if saved.get('kind') == 'generator' else DISCRIMINATOR_FIELDS
-  if saved.get('kind') != current['kind']:
-    return [f'kind: converted {saved.get("kind")}, model {current["kind"]}']
-  out = []
-  for field in fields:
-    old, new = saved.get(field), current.get(field)
-    if field == 'dropout' and not str(current.get('netG')).startswith('resnet'):
-      continue  # U-Net dropout has no weights
-    if field == 'netD' and {old, new} == {'basic', 'n_layers'}:
-      continue  # basic is n_layers with 3 layers; n_layers_D decides
-    if field == 'n_layers_D' and 'pixel' in (saved.get('netD'), current.get('netD')):
-      continue
-    if old != new:
-      config_field = _config_field(field, role)
-      if field == 'dropout':
-        where = f'config.model.no_dropout={not old}'
-      elif field == 'n_layers_D' and saved.get('netD') == 'basic':
-        where = "config.model.netD='basic'"
-      elif config_field:
-        where = f'config.model.{config_field}={old!r}'
-      else:
-        where = None
-      out.append(f'{field}: converted {old!r}, model {new!r}' +
-                 (f' (set {where} to match)' if where else ''))
-  return out
-
-
-def load_init_weights(nets, init_from_dir):
-  """Loads every converted role found in ``init_from_dir`` into ``nets``; returns those roles.
-
-  nets: {'G_A': model, 'G_B': ..., 'D_A': ..., 'D_B': ...} (any subset). Files of roles not in
-  nets are skipped. Each <role>.json must describe the network it is loaded into; otherwise
-  ConversionError names every differing field, and nothing is loaded.
-  """
-  if not init_from_dir or not os.path.isdir(init_from_dir):
-    raise ConversionError(f'init_from {init_from_dir!r} is not a folder; make one with '
-                          '`python main.py --mode=convert --pth=FILE --output=DIR`.')
-  found = [r for r in ROLES if os.path.isfile(os.path.join(init_from_dir, f'{r}.weights.h5'))]
-  if not found:
-    expected = ', '.join(f'{r}.weights.h5' for r in ROLES)
-    raise ConversionError(
-        f'init_from {init_from_dir} holds no converted weights ({expected}); make them with '
-        '`python main.py --mode=convert --pth=FILE --output=DIR`.')
-  skipped = [r for r in found if r not in nets]
-  if skipped:
-    logging.info('init_from %s: skipping %s (no such network here).', init_from_dir,
-                 ', '.join(skipped))
-  roles = [r for r in found if r in nets]
-  problems = []
-  for role in roles:
-    json_path = os.path.join(init_from_dir, f'{role}.json')
-    if not os.path.isfile(json_path):
-      problems.append(f'{role}: {json_path} is missing (re-run --mode=convert for {role})')
-      continue
-    with open(json_path) as f:
-      saved = json.load(f)
-    diffs = _differences(saved, model_architecture(nets[role]), role)
-    if diffs:
-      problems.append(f'{role} ({saved.get("source", json_path)}): ' + '; '.join(diffs))
-  if problems:
-    raise ConversionError(f'init_from {init_from_dir} does not match the model config:\n  ' +
-                          '\n  '.join(problems))
-  for role in roles:
-    path = os.path.join(init_from_dir, f'{role}.weights.h5')
-    try:
-      nets[role].load_weights(path)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ConversionError(f'init_from: cannot load {path} into {role}: {e}') from None
-    logging.info('init_from: loaded %s from %s.', role, path)
-  return roles

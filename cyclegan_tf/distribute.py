@@ -60,16 +60,30 @@ def is_multi_worker(strategy):
   return bool(getattr(strategy.extended, '_in_multi_worker_mode', lambda: False)())
 
 
-def is_chief(strategy):
-  """True on the worker that owns the run directory (always, outside multi-worker)."""
-  resolver = getattr(strategy, 'cluster_resolver', None)
-  if resolver is None or not os.environ.get('TF_CONFIG'):
+def is_chief_task(tf_config=None):
+  """True on the task that owns the run directory, from TF_CONFIG (always without one).
+
+  The chief is the task of type 'chief' when the cluster has one, else worker 0 (TF's rule).
+  """
+  raw = os.environ.get('TF_CONFIG') if tf_config is None else tf_config
+  if not raw:
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  cluster = json.loads(os.environ['TF_CONFIG']).get('cluster', {})
-  if 'chief' in cluster:
+  try:
+    parsed = json.loads(raw) if isinstance(raw, str) else raw
+  except ValueError:
+    return True
+  task = parsed.get('task', {})
+  task_type, task_id = task.get('type'), int(task.get('index', 0) or 0)
+  if 'chief' in parsed.get('cluster', {}):
     return task_type == 'chief'
   return task_type in (None, 'worker') and task_id == 0
+
+
+def is_chief(strategy):
+  """True on the worker that owns the run directory (always, outside multi-worker)."""
+  if getattr(strategy, 'cluster_resolver', None) is None:
+    return True
+  return is_chief_task()
 
 
 def _temporary_root(path, strategy):

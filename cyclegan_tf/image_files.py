@@ -1,38 +1,99 @@
-"""Image file names: which files are images, inputs from a path or glob, output names.
+"""Which files are images, listing them, inputs from a path or glob, output names, file sniffing.
 
 Free of TensorFlow, so the REST client (serving/client.py) starts instantly.
+
+A folder's images are its files with an image extension (any case), walked recursively, but
+never inside hidden folders (`.ipynb_checkpoints/`, `.git/`: copies there would train twice)
+and never hidden files (macOS `._NAME.jpg` AppleDouble companions, `.DS_Store`). Every other
+file that is left out is reported by name with the reason, so nothing is skipped silently.
 """
 
+import collections
 import glob
 import os
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# The reference's IMG_EXTENSIONS (.jpg .jpeg .png .ppm .bmp .tif .tiff) plus what TF or Pillow
+# also read here: GIF, WebP, the other PNM kinds and MPO (camera JPEGs).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.ppm',
+                    '.pgm', '.pbm', '.pnm', '.mpo')
+
+Listing = collections.namedtuple('Listing', ['paths', 'skipped'])
+Listing.__doc__ = """Image files found (sorted paths) and what was left out: [(path, reason)]."""
 
 
 def is_image_file(name):
-  return name.lower().endswith(IMAGE_EXTENSIONS)
+  """True for a file name with an image extension that is not a hidden file."""
+  base = os.path.basename(name)
+  return not base.startswith('.') and base.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _skip_reason(name):
+  base = os.path.basename(name)
+  if base.startswith('._'):
+    return 'a macOS AppleDouble companion file, not an image'
+  if base.startswith('.'):
+    return 'a hidden file'
+  return f'not an image file extension ({", ".join(IMAGE_EXTENSIONS)})'
+
+
+def list_image_files(folder, recursive=True):
+  """The image files under `folder` -> Listing(paths, skipped); see the module docstring."""
+  paths, skipped = [], []
+  for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    hidden = sorted(d for d in dirnames if d.startswith('.'))
+    skipped.extend((os.path.join(dirpath, d) + os.sep, 'a hidden folder, not walked')
+                   for d in hidden)
+    dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recursive else []
+    for name in filenames:
+      path = os.path.join(dirpath, name)
+      if is_image_file(name):
+        paths.append(path)
+      else:
+        skipped.append((path, _skip_reason(name)))
+    if not recursive:
+      break
+  return Listing(sorted(paths), sorted(skipped))
+
+
+def summarize_skipped(skipped, where, limit=8):
+  """One line naming the skipped files and why, e.g. for a log: '' when nothing was skipped."""
+  if not skipped:
+    return ''
+  shown = '; '.join(f'{os.path.relpath(p, where) if where else p} ({reason})'
+                    for p, reason in skipped[:limit])
+  more = f'; and {len(skipped) - limit} more' if len(skipped) > limit else ''
+  return f'Left out {len(skipped)} file(s) of {where}: {shown}{more}.'
 
 
 def collect_inputs(pattern):
   """An image file, a folder (its image files, sorted) or a glob -> list of paths.
 
-  Raises FileNotFoundError naming the path when nothing matches.
+  Raises FileNotFoundError naming the path when nothing matches (find_inputs also says what
+  was left out).
+  """
+  return find_inputs(pattern).paths
+
+
+def find_inputs(pattern):
+  """An image file, a folder (its image files, not recursive, sorted) or a glob.
+
+  Returns Listing(paths, skipped). Raises FileNotFoundError naming the path when nothing
+  matches, and for a folder without image files naming what it holds instead.
   """
   if os.path.isfile(pattern):
-    return [pattern]
+    return Listing([pattern], [])
   if os.path.isdir(pattern):
-    paths = sorted(os.path.join(pattern, name) for name in os.listdir(pattern)
-                   if is_image_file(name) and
-                   os.path.isfile(os.path.join(pattern, name)))
-    if not paths:
+    listing = list_image_files(pattern, recursive=False)
+    if not listing.paths:
+      held = f' It holds: {summarize_skipped(listing.skipped, pattern)}' if listing.skipped else ''
       raise FileNotFoundError(
-          f'Folder {pattern} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).')
-    return paths
+          f'Folder {pattern} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).{held}')
+    return listing
   if glob.has_magic(pattern):
     paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     if not paths:
       raise FileNotFoundError(f'The glob {pattern!r} matches no files.')
-    return paths
+    return Listing(paths, [])
   raise FileNotFoundError(f'Input {pattern} does not exist (give an image file, a folder or a '
                           'glob).')
 
@@ -57,3 +118,59 @@ def output_names(paths):
     else:
       seen[name] = 0
   return names
+
+
+# ---------------------------------------------------------------------------------------------
+# What a file holds, for error messages ("a web page", "a truncated ZIP") instead of guesses.
+
+_SIGNATURES = (
+    (b'\x89PNG\r\n\x1a\n', 'a PNG image'),
+    (b'\xff\xd8\xff', 'a JPEG image'),
+    (b'GIF8', 'a GIF image'),
+    (b'BM', 'a BMP image'),
+    (b'II*\x00', 'a TIFF image'),
+    (b'MM\x00*', 'a TIFF image'),
+    (b'PK\x03\x04', 'a ZIP archive'),
+    (b'\x1f\x8b', 'a gzip file'),
+    (b'\x80\x02', 'a Python pickle'),
+    (b'\x80\x03', 'a Python pickle'),
+    (b'\x80\x04', 'a Python pickle'),
+    (b'\x80\x05', 'a Python pickle'),
+    (b'\x00\x05\x16\x07', 'a macOS AppleDouble companion file'),
+    (b'\xd0\xcf\x11\xe0', 'a Windows compound file (e.g. Thumbs.db)'),
+    (b'\x89HDF\r\n\x1a\n', 'an HDF5 file'),
+)
+
+
+def describe_bytes(head, size=None):
+  """What the first bytes of a file look like, in words: 'an HTML page', 'a ZIP archive', ...
+
+  `size`, when given, is the whole file's size in bytes (an empty file is named as such).
+  """
+  if size == 0 or not head:
+    return 'an empty file'
+  if head[:4] == b'RIFF' and head[8:12] == b'WEBP':
+    return 'a WebP image'
+  for magic, what in _SIGNATURES:
+    if head.startswith(magic):
+      return what
+  text = head.lstrip()[:64].lower()
+  if text.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in head[:512].lower():
+    return 'an HTML page (a web page or a server\'s error page, not the file itself)'
+  if text.startswith((b'<?xml', b'<')):
+    return 'an XML or HTML document'
+  if text.startswith((b'{', b'[')):
+    return 'a JSON document'
+  try:
+    head.decode('utf-8')
+    return 'a text file'
+  except UnicodeDecodeError:
+    return 'binary data of an unknown format'
+
+
+def describe_file(path, head_bytes=512):
+  """describe_bytes of a file on disk, with its size: 'an HTML page, 1,234 bytes'."""
+  size = os.path.getsize(path)
+  with open(path, 'rb') as f:
+    head = f.read(head_bytes)
+  return f'{describe_bytes(head, size)}, {size:,} bytes, starting {head[:16]!r}'

@@ -1,12 +1,28 @@
-"""Image decoding and value ranges, the one place every module turns files into tensors.
+"""Pixels: decoding image files, value ranges, channel counts, PNG encoding. The one place for them.
 
-Networks see float32 in [-1, 1] (the reference's Normalize((0.5,), (0.5,))). Files may be
-JPEG, PNG (8 or 16 bit), BMP or GIF (first frame), grayscale, RGB or RGBA; they are converted to
-the configured channel count the way PIL's convert('RGB') / convert('L') does.
+Networks see float32 in [-1, 1] (the reference's Normalize((0.5,), (0.5,))). Files may be JPEG
+(camera MPO JPEGs included), PNG (8 or 16 bit), BMP, GIF (first frame) or WebP, which TF's
+decoders read inside a graph (training pipelines, exported SavedModels), and TIFF (8 or 16 bit)
+or PPM / PGM / PBM, which Pillow reads (where Python runs: training and translation, not in a
+SavedModel). Every file is brought to the configured channel count the way PIL's
+convert('RGB') / convert('L') does, and turned upright by its EXIF Orientation tag, as image
+viewers show it (the reference's PIL loader ignores the tag; phone photos then train sideways).
 """
 
+import io
+
+import numpy as np
 import tensorflow as tf
 
+# Magic numbers of the formats that only Pillow decodes.
+_PIL_ONLY_MAGIC = (b'II*\x00', b'MM\x00*', b'P1', b'P2', b'P3', b'P4', b'P5', b'P6')
+_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+_EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_SCAN_BYTES = 1 << 16  # APP1 Exif sits in the first segments of a JPEG
+
+
+# ---------------------------------------------------------------------------------------------
+# Value ranges (TF).
 
 
 def to_unit_range(images):
@@ -22,8 +38,114 @@ def to_uint8(images):
   return tf.cast(tf.round(images), tf.uint8)
 
 
-def _normalise_decoded(image, channels):
-  """Bring a float [0, 1] image with 1-4 channels to `channels`, whatever it had."""
+def encode_png(image):
+  """float [-1, 1] [H, W, C] -> PNG bytes (scalar string tensor), C = 1 or 3 kept."""
+  return tf.io.encode_png(to_uint8(image))
+
+
+# ---------------------------------------------------------------------------------------------
+# Value ranges (NumPy, for pictures and reports).
+
+
+def rgb_array(images):
+  """float32 [..., H, W, C] with C = 1 or 3 -> float32 [..., H, W, 3] (gray repeated)."""
+  images = np.asarray(images, np.float32)
+  return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def uint8_rgb_array(images):
+  """float [-1, 1] [..., H, W, C] (C = 1 or 3; [H, W] is gray) -> uint8 [..., H, W, 3]."""
+  images = np.asarray(images, np.float32)
+  if images.ndim == 2:
+    images = images[..., None]
+  images = rgb_array(images)
+  return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def png_bytes(image):
+  """One float [-1, 1] [H, W, C] image -> 8-bit RGB PNG bytes (Pillow, no graph)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  Image.fromarray(uint8_rgb_array(image)).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# EXIF orientation inside a graph (so exported SavedModels apply it too).
+
+
+_EXIF_HEADER = (0xFF, 0xE1, None, None, 0x45, 0x78, 0x69, 0x66, 0, 0)  # APP1, length, "Exif\0\0"
+_MAX_IFD_ENTRIES = 64
+
+
+def _uint(data, offsets, size, little):
+  """Unsigned integers of `size` bytes at `offsets` (int32 [k]) of an int32 byte vector `data`
+  (zero-padded, so offsets past the end read 0), big- or little-endian (bool scalar)."""
+  last = tf.size(data) - 1
+  parts = [tf.gather(data, tf.clip_by_value(offsets + i, 0, last)) for i in range(size)]
+  weights = [256**(size - 1 - i) for i in range(size)]
+  big = tf.add_n([p * w for p, w in zip(parts, weights)])
+  small = tf.add_n([p * w for p, w in zip(parts, weights[::-1])])
+  return tf.where(little, small, big)
+
+
+def exif_orientation(contents):
+  """The EXIF Orientation (1-8) of JPEG bytes (scalar string tensor); 1 for other files.
+
+  Finds the APP1 "Exif" segment (FF E1, length, "Exif\0\0": entropy-coded image data never
+  holds FF E1, so the first match is the segment) in the first 64 KiB, then reads tag 0x0112
+  of its first IFD in the TIFF block's byte order (EXIF 2.3, section 4.6.4). Vectorised (no
+  loops), so it costs little inside tf.data maps and exported signatures.
+  """
+  head = tf.strings.substr(contents, 0, _EXIF_SCAN_BYTES)
+  data = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32)
+  data = tf.concat([data, tf.zeros([len(_EXIF_HEADER) + 8], tf.int32)], 0)
+  n = tf.size(data) - len(_EXIF_HEADER) - 8
+  match = tf.ones([tf.maximum(n, 0)], tf.bool)
+  for i, value in enumerate(_EXIF_HEADER):
+    if value is not None:
+      match = tf.logical_and(match, tf.equal(data[i:i + tf.maximum(n, 0)], value))
+  match = tf.concat([match, [False]], 0)  # argmax of an empty vector fails
+  found = tf.reduce_any(match)
+  tiff = tf.cast(tf.argmax(tf.cast(match, tf.int32)), tf.int32) + len(_EXIF_HEADER)
+  little = tf.logical_and(tf.equal(_uint(data, tiff[None], 1, False)[0], 0x49),
+                          tf.equal(_uint(data, tiff[None] + 1, 1, False)[0], 0x49))
+  ifd = tiff + _uint(data, tiff[None] + 4, 4, little)[0]
+  count = _uint(data, ifd[None], 2, little)[0]
+  entries = ifd + 2 + 12 * tf.range(_MAX_IFD_ENTRIES)
+  is_tag = tf.logical_and(tf.equal(_uint(data, entries, 2, little), _EXIF_ORIENTATION_TAG),
+                          tf.range(_MAX_IFD_ENTRIES) < count)
+  values = _uint(data, entries + 8, 2, little)
+  value = tf.reduce_max(tf.where(is_tag, values, 0))
+  is_jpeg = tf.logical_and(tf.equal(data[0], 0xFF), tf.equal(data[1], 0xD8))
+  valid = tf.logical_and(tf.logical_and(is_jpeg, found),
+                         tf.logical_and(value >= 1, value <= 8))
+  return tf.where(valid, value, 1)
+
+
+def apply_orientation(image, orientation):
+  """[H, W, C] stored pixels -> the displayed image for an EXIF orientation 1-8 (as viewers)."""
+  transpose = lambda x: tf.transpose(x, [1, 0, 2])
+  branches = [
+      lambda: image,  # 1: upright
+      lambda: tf.reverse(image, [1]),  # 2: mirrored
+      lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+      lambda: tf.reverse(image, [0]),  # 4: flipped
+      lambda: transpose(image),  # 5: transposed
+      lambda: tf.reverse(transpose(image), [1]),  # 6: rotate 90 clockwise to display
+      lambda: tf.reverse(transpose(image), [0, 1]),  # 7: transverse
+      lambda: tf.reverse(transpose(image), [0]),  # 8: rotate 90 counter-clockwise
+  ]
+  index = tf.clip_by_value(tf.cast(orientation, tf.int32), 1, 8) - 1
+  return tf.switch_case(index, branches)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding.
+
+
+def _to_channels(image, channels):
+  """A float [0, 1] image with 1-4 channels -> `channels` (1 or 3), as PIL's convert()."""
   n = tf.shape(image)[-1]
   # RGB(A) keeps its colour channels; gray(+alpha) is repeated into RGB.
   image = tf.cond(n >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
@@ -33,21 +155,107 @@ def _normalise_decoded(image, channels):
   return image
 
 
-def decode_image(contents, channels=3):
-  """Encoded bytes (a scalar string tensor) -> float32 [H, W, channels] in [-1, 1].
+def _decode_tf01(contents):
+  """TF-decodable bytes -> float32 [H, W, C] in [0, 1], C as stored (16-bit PNGs kept)."""
+  # WebP decodes to uint8 only; every other format straight to float keeps 16-bit precision.
+  is_webp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, 4), b'RIFF'),
+                           tf.equal(tf.strings.substr(contents, 8, 4), b'WEBP'))
+  return tf.cond(
+      is_webp,
+      lambda: tf.image.convert_image_dtype(
+          tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False),
+          tf.float32),
+      lambda: tf.io.decode_image(contents, channels=0, dtype=tf.float32,
+                                 expand_animations=False))
 
-  16-bit PNGs keep their precision (decoded to float directly). Raises
-  tf.errors.InvalidArgumentError on data that is not an image.
+
+def _pil_decode01(contents, channels):
+  """Pillow's decode of any file it reads -> float32 [H, W, channels] in [0, 1], upright."""
+  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+  if isinstance(contents, np.ndarray):  # numpy_function passes a 0-d object array
+    contents = contents.item()
+  with Image.open(io.BytesIO(contents)) as image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I'):  # 16-bit gray
+      array = np.asarray(image, np.float32) / (65535.0 if image.mode != 'I' else 2**31 - 1)
+      array = np.clip(array, 0.0, 1.0)[..., None]
+      if int(channels) == 3:
+        array = np.repeat(array, 3, axis=-1)
+      return array.astype(np.float32)
+    image = image.convert('RGB')
+    if int(channels) == 1:
+      image = image.convert('L')
+    array = np.asarray(image, np.float32) / 255.0
+  return (array[..., None] if array.ndim == 2 else array).astype(np.float32)
+
+
+def is_pillow_only(contents):
+  """True (bool tensor) for bytes of a format only Pillow decodes here (TIFF, PPM / PGM / PBM)."""
+  head = tf.strings.substr(contents, 0, 4)
+  return tf.reduce_any([
+      tf.equal(tf.strings.substr(head, 0, len(magic)), magic) for magic in _PIL_ONLY_MAGIC])
+
+
+def decode_image(contents, channels=3, pillow_fallback=False):
+  """Encoded bytes (a scalar string tensor) -> float32 [H, W, channels] in [-1, 1], upright.
+
+  JPEG (MPO too), PNG (16-bit precision kept), BMP, GIF (first frame) and WebP decode with TF
+  ops, so this runs inside any graph, exported SavedModels included; the EXIF Orientation tag
+  of JPEGs is applied (exif_orientation). With pillow_fallback, TIFF (8 / 16 bit) and PPM /
+  PGM / PBM go through Pillow (a tf.numpy_function: not for SavedModels). Raises
+  tf.errors.InvalidArgumentError on data that is not a readable image.
   """
-  image = tf.io.decode_image(contents, channels=0, dtype=tf.float32, expand_animations=False)
-  return _normalise_decoded(image, channels) * 2.0 - 1.0
+  channels = int(channels)
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels}.')
+  return _decoder(channels, bool(pillow_fallback))(contents)
 
 
-def encode_png(image):
-  """float [-1, 1] [H, W, C] -> PNG bytes (scalar string tensor)."""
-  return tf.io.encode_png(to_uint8(image))
+_DECODERS = {}
+
+
+def _decoder(channels, pillow_fallback):
+  """decode_image as one tf.function per (channels, pillow_fallback), traced once per process:
+  every tf.data map and export that decodes calls it instead of rebuilding its graph."""
+  key = (channels, pillow_fallback)
+  if key not in _DECODERS:
+    _DECODERS[key] = tf.function(
+        lambda contents: _decode(contents, channels, pillow_fallback),
+        input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+  return _DECODERS[key]
+
+
+def _decode(contents, channels, pillow_fallback):
+  """decode_image's graph (see there)."""
+
+  def with_tf():
+    image = _to_channels(_decode_tf01(contents), channels)
+    return apply_orientation(image, exif_orientation(contents))
+
+  if not pillow_fallback:
+    return with_tf() * 2.0 - 1.0
+
+  def with_pillow():
+    image = tf.numpy_function(_pil_decode01, [contents, channels], tf.float32, stateful=False)
+    return tf.ensure_shape(image, [None, None, channels])
+
+  return tf.cond(is_pillow_only(contents), with_pillow, with_tf) * 2.0 - 1.0
 
 
 def read_image_file(path, channels=3):
-  """A file on disk -> float32 [H, W, channels] in [-1, 1] (eager helper for tools)."""
-  return decode_image(tf.io.read_file(path), channels)
+  """A file on disk (any format above) -> float32 [H, W, channels] in [-1, 1], upright.
+
+  Raises tf.errors.InvalidArgumentError when the file is not a readable image and
+  tf.errors.NotFoundError when it does not exist.
+  """
+  return decode_image(tf.io.read_file(path), channels, pillow_fallback=True)
+
+
+def resize_array(images, size):
+  """float32 [N, H, W, C] -> [N, size[0], size[1], C] (antialiased bilinear), clipped to [-1, 1];
+  the input itself when it has that size already."""
+  images = np.asarray(images, np.float32)
+  if tuple(images.shape[1:3]) == tuple(size):
+    return images
+  out = tf.image.resize(images, size, method='bilinear', antialias=True)
+  return np.clip(out.numpy(), -1.0, 1.0).astype(np.float32)

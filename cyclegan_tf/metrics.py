@@ -12,31 +12,23 @@ Contents
   and :func:`sliced_wasserstein`.
 * Paired metrics: :func:`cycle_l1`, :func:`l1`, :func:`psnr`, :func:`ssim`.
 * FID / KID from features: :func:`frechet_distance`,
-  :func:`kernel_inception_distance`; Inception-v3 features:
-  :func:`inception_feature_extractor`, :func:`fid_kid`.
-* A small domain classifier: :func:`build_domain_classifier`,
-  :func:`train_domain_classifier`, :func:`domain_scores`,
-  :func:`classifier_share`.
+  :func:`kernel_inception_distance`, :func:`fid_kid` (features from any extractor, e.g.
+  inception.py's).
+
+The networks that produce features or scores live in inception.py and domain_classifier.py.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
 import scipy.ndimage
 from absl import logging
 
-# TensorFlow / Keras are imported lazily inside the functions that need them,
-# so that the numpy-only metrics stay cheap to import.
+# TensorFlow is imported lazily (ssim only), so the numpy metrics stay cheap to import.
 
-INCEPTION_NOTOP_WEIGHTS_FILE = 'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5'
-INCEPTION_NOTOP_WEIGHTS_URL = (
-    'https://storage.googleapis.com/tensorflow/keras-applications/'
-    'inception_v3/' + INCEPTION_NOTOP_WEIGHTS_FILE
-)
 
 __all__ = [
     'laplacian_pyramid',
@@ -49,16 +41,11 @@ __all__ = [
     'ssim',
     'frechet_distance',
     'kernel_inception_distance',
-    'inception_feature_extractor',
     'fid_kid',
-    'build_domain_classifier',
-    'train_domain_classifier',
-    'domain_scores',
-    'classifier_share',
 ]
 
 
-def _as_image_batch(images, name: str) -> np.ndarray:
+def as_image_batch(images, name: str) -> np.ndarray:
   arr = np.asarray(images)
   if arr.ndim != 4 or arr.shape[-1] != 3:
     raise ValueError(f'{name} must be shaped [N, H, W, 3], got shape {arr.shape}.')
@@ -262,8 +249,8 @@ def sliced_wasserstein_distance(
 
   Returns ``{"levels": [finest, ..., coarsest], "mean": average}``, x1e3.
   """
-  images = _as_image_batch(images, 'images')
-  target_images = _as_image_batch(target_images, 'target_images')
+  images = as_image_batch(images, 'images')
+  target_images = as_image_batch(target_images, 'target_images')
   if images.shape[1:3] != target_images.shape[1:3]:
     raise ValueError(
         'images and target_images must have the same height and width for SWD, got '
@@ -351,8 +338,8 @@ def ssim(images, reference) -> float:
   """
   import tensorflow as tf
 
-  a = _as_image_batch(images, 'images').astype(np.float32)
-  b = _as_image_batch(reference, 'reference').astype(np.float32)
+  a = as_image_batch(images, 'images').astype(np.float32)
+  b = as_image_batch(reference, 'reference').astype(np.float32)
   _check_same_shape(a, b, 'images', 'reference')
   filter_size = int(min(11, a.shape[1], a.shape[2]))
   values = tf.image.ssim(
@@ -457,77 +444,8 @@ def kernel_inception_distance(
 
 
 # ---------------------------------------------------------------------------
-# Inception-v3 features
+# FID / KID from a feature extractor
 # ---------------------------------------------------------------------------
-
-
-def _skip_warning(reason: str) -> None:
-  logging.warning(
-      '%s -- FID/KID will be skipped. To enable them, download %s (%s) and pass its '
-      'local path as the Inception weights path (or place it in ~/.keras/models/ so '
-      "that Keras' default 'imagenet' weights load offline).",
-      reason,
-      INCEPTION_NOTOP_WEIGHTS_FILE,
-      INCEPTION_NOTOP_WEIGHTS_URL,
-  )
-
-
-def inception_feature_extractor(
-    weights_path: Optional[str] = None,
-) -> Optional[Callable[[np.ndarray], np.ndarray]]:
-  """InceptionV3 pool features for [-1, 1] images, or None if no weights.
-
-  Builds ``keras.applications.InceptionV3(include_top=False, pooling="avg")``
-  on 299x299 inputs. With ``weights_path``, that file is loaded (the notop
-  file ``inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5``); a
-  nonexistent path logs a warning and returns None. With ``None``, Keras'
-  default ``weights="imagenet"`` is tried (downloads, or uses the cache in
-  ~/.keras/models); if that fails (e.g. no network) a warning is logged and
-  None is returned.
-
-  The returned callable maps images [N, H, W, 3] in [-1, 1] (any H, W; resized
-  bilinearly to 299x299, which is also InceptionV3's own input range) to
-  float32 features [N, 2048]; it takes an optional ``batch_size`` (default 32).
-  """
-  if weights_path is not None:
-    weights_path = os.fspath(weights_path)
-    if not os.path.isfile(weights_path):
-      _skip_warning(f'Inception weights file {weights_path!r} does not exist')
-      return None
-    weights = weights_path
-  else:
-    weights = 'imagenet'
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  try:
-    model = keras.applications.InceptionV3(
-        include_top=False, weights=weights, input_shape=(299, 299, 3), pooling='avg'
-    )
-  except Exception as err:  # noqa: BLE001 -- network errors come in many types.
-    _skip_warning(
-        f'Could not load InceptionV3 weights {weights!r} ({type(err).__name__}: {err})'
-    )
-    return None
-
-  @tf.function(
-      input_signature=[tf.TensorSpec(shape=[None, None, None, 3], dtype=tf.float32)],
-      reduce_retracing=True,
-  )
-  def _features(batch):
-    resized = tf.image.resize(batch, (299, 299), method='bilinear')
-    return tf.cast(model(resized, training=False), tf.float32)
-
-  def extract(images, batch_size: int = 32) -> np.ndarray:
-    arr = _as_image_batch(images, 'images').astype(np.float32)
-    out = [
-        _features(tf.constant(arr[i : i + batch_size])).numpy()
-        for i in range(0, arr.shape[0], batch_size)
-    ]
-    return np.concatenate(out, axis=0)
-
-  extract.model = model  # for inspection
-  return extract
 
 
 def fid_kid(
@@ -546,8 +464,8 @@ def fid_kid(
   (e.g. from :func:`inception_feature_extractor`); it is called on chunks of
   ``batch_size`` images. Returns ``{"fid", "kid", "kid_std"}``.
   """
-  real = _as_image_batch(real_images, 'real_images')
-  fake = _as_image_batch(fake_images, 'fake_images')
+  real = as_image_batch(real_images, 'real_images')
+  fake = as_image_batch(fake_images, 'fake_images')
 
   def features(images):
     return np.concatenate(
@@ -561,136 +479,3 @@ def fid_kid(
       feat_real, feat_fake, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed
   )
   return {'fid': frechet_distance(feat_real, feat_fake), 'kid': kid, 'kid_std': kid_std}
-
-
-# ---------------------------------------------------------------------------
-# Domain classifier
-# ---------------------------------------------------------------------------
-
-
-def build_domain_classifier(input_size: int, seed: int = 0):
-  """Small CNN: 4 stride-2 3x3 convs (16, 32, 64, 64), GAP, 1 logit (~61k params).
-
-  Input: [-1, 1] images of ``input_size`` x ``input_size`` x 3. Output: the
-  logit of "domain B". Always float32 (ignores a global mixed-precision policy).
-  No augmentation layers inside (flips are done by
-  :func:`train_domain_classifier`), so ``model.save`` / ``load_model``
-  round-trip without custom objects.
-  """
-  import keras
-
-  if input_size < 16:
-    raise ValueError(f'input_size must be >= 16, got {input_size}.')
-  inputs = keras.Input(shape=(input_size, input_size, 3), name='image')
-  x = inputs
-  for i, filters in enumerate((16, 32, 64, 64)):
-    x = keras.layers.Conv2D(
-        filters,
-        3,
-        strides=2,
-        padding='same',
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
-        dtype='float32',
-        name=f'conv{i}',
-    )(x)
-    x = keras.layers.LeakyReLU(negative_slope=0.2, dtype='float32', name=f'lrelu{i}')(x)
-  x = keras.layers.GlobalAveragePooling2D(dtype='float32', name='gap')(x)
-  logits = keras.layers.Dense(
-      1,
-      kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 4),
-      dtype='float32',
-      name='logit',
-  )(x)
-  return keras.Model(inputs, logits, name='domain_classifier')
-
-
-def train_domain_classifier(
-    images_a,
-    images_b,
-    *,
-    epochs: int = 15,
-    batch_size: int = 32,
-    seed: int = 0,
-    learning_rate: float = 2e-3,
-):
-  """Train :func:`build_domain_classifier` to tell domain A (label 0) from B (1).
-
-  Images of both sets must be square and of the same size. Augmentation:
-  random horizontal flips. Adam, sigmoid cross-entropy; shuffling, flips and
-  initialisation are seeded with ``seed`` (no global RNG state is touched).
-  Roughly 10 s for 2 x 150 images at 64 px, 15 epochs, on 2 CPU cores.
-  """
-  import keras
-  import tensorflow as tf
-
-  a = _as_image_batch(images_a, 'images_a').astype(np.float32)
-  b = _as_image_batch(images_b, 'images_b').astype(np.float32)
-  if a.shape[1:] != b.shape[1:] or a.shape[1] != a.shape[2]:
-    raise ValueError(
-        'images_a and images_b must be square and of the same size, got '
-        f'{a.shape[1:]} and {b.shape[1:]}.'
-    )
-  x = np.concatenate([a, b], axis=0)
-  y = np.concatenate([np.zeros(len(a)), np.ones(len(b))]).astype(np.float32)[:, None]
-
-  model = build_domain_classifier(a.shape[1], seed=seed)
-  optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-  size = a.shape[1]
-
-  @tf.function(
-      input_signature=[
-          tf.TensorSpec([None, size, size, 3], tf.float32),
-          tf.TensorSpec([None, 1], tf.float32),
-      ]
-  )
-  def train_step(xb, yb):
-    with tf.GradientTape() as tape:
-      logits = model(xb, training=True)
-      loss = tf.reduce_mean(
-          tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits)
-      )
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
-  rng = np.random.default_rng(seed)
-  for _ in range(epochs):
-    order = rng.permutation(len(x))
-    flip = rng.random(len(x)) < 0.5
-    for start in range(0, len(x), batch_size):
-      idx = order[start : start + batch_size]
-      xb = x[idx]
-      xb = np.where(flip[idx][:, None, None, None], xb[:, :, ::-1, :], xb)
-      train_step(tf.constant(xb), tf.constant(y[idx]))
-  return model
-
-
-def domain_scores(model, images, batch_size: int = 64) -> np.ndarray:
-  """Probability of being domain B for each image, shape [N]."""
-  import tensorflow as tf
-
-  arr = _as_image_batch(images, 'images').astype(np.float32)
-  expected = tuple(model.input_shape[1:3])
-  if arr.shape[1:3] != expected:
-    raise ValueError(
-        f'The classifier expects {expected[0]}x{expected[1]} images, got '
-        f'{arr.shape[1]}x{arr.shape[2]}; resize them first.'
-    )
-  out = [
-      tf.sigmoid(model(tf.constant(arr[i : i + batch_size]), training=False)).numpy()
-      for i in range(0, arr.shape[0], batch_size)
-  ]
-  return np.concatenate(out, axis=0).reshape(-1).astype(np.float64)
-
-
-def classifier_share(model, images, target_domain: str) -> float:
-  """Share of ``images`` the classifier assigns to ``target_domain`` ("A" or "B").
-
-  An image is assigned to B when its score is >= 0.5, else to A (so the A and
-  B shares sum to 1).
-  """
-  domain = str(target_domain).upper()
-  if domain not in ('A', 'B'):
-    raise ValueError(f"target_domain must be 'A' or 'B', got {target_domain!r}.")
-  is_b = domain_scores(model, images) >= 0.5
-  return float(np.mean(is_b if domain == 'B' else ~is_b))

@@ -2,10 +2,12 @@
 
 Every layer that holds weights is named after its key in the reference's PyTorch state dict
 (``model.1``, ``model.10.conv_block.5``, ``model.model.1.model.1`` ...), so converting published
-weights is a lookup by name. PyTorch's padding is reproduced exactly (FACTS.md): zero padding
-plus a "valid" conv for its strided convs, and "valid" transposed convs cropped afterwards.
+weights is a lookup by name. PyTorch's padding is reproduced exactly: zero padding plus a
+"valid" conv for its strided convs (TF's "same" pads bottom/right only), and "valid"
+transposed convs cropped afterwards (TF's "same" is shifted by one pixel).
 """
 
+import contextlib
 import functools
 
 import keras
@@ -16,6 +18,17 @@ GENERATORS = ('resnet_9blocks', 'resnet_6blocks', 'unet_128', 'unet_256')
 DISCRIMINATORS = ('basic', 'n_layers', 'pixel')
 NORMS = ('instance', 'batch', 'none')
 INIT_TYPES = ('normal', 'xavier', 'kaiming', 'orthogonal')
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+  """Builds models under the given Keras dtype policy, then restores the previous one."""
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(name)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
 
 
 class ReflectionPadding2D(layers.Layer):
@@ -95,6 +108,32 @@ def _is_few_output(filters, kernel, stride):
   return stride == 1 and filters <= 4 and kernel >= 5
 
 
+def rebuilt(model, dtype='float32', gemm_last_conv=False):
+  """The model with every layer computing in `dtype` and, unless gemm_last_conv, every
+  FewOutputConv2D as a plain Conv2D: same layer names and weights. The model itself when
+  nothing changes.
+
+  For exports and converters (LiteRT, ONNX, XLA): the GEMM form is a CPU training trick whose
+  per-image map_fn lowers to While / TensorList ops that they cannot take; and a generator
+  trained under a mixed-precision policy keeps float32 variables, so its weights copy over.
+  """
+  def changes(layer):
+    return (layer.compute_dtype != dtype or
+            (not gemm_last_conv and isinstance(layer, FewOutputConv2D)))
+
+  if not any(changes(layer) for layer in model.layers):
+    return model
+
+  def rebuild(layer):
+    cls = layers.Conv2D if (not gemm_last_conv and isinstance(layer, FewOutputConv2D)) else (
+        layer.__class__)
+    return cls.from_config({**layer.get_config(), 'dtype': dtype})
+
+  clone = keras.models.clone_model(model, clone_function=rebuild)
+  clone.set_weights(model.get_weights())
+  return clone
+
+
 class ImageSizeCheck(layers.Layer):
   """Fails fast when a generator would not give back its input size.
 
@@ -168,7 +207,7 @@ def kernel_initializer(init_type, init_gain, seed=None):
 class _LayerFactory:
   """Makes the layers of one network with the reference's norm, bias and init rules."""
 
-  def __init__(self, norm, init_type, init_gain, seed=None):
+  def __init__(self, norm, init_type, init_gain, seed=None, gemm_last_conv=True):
     if norm not in NORMS:
       raise ValueError(f'Unknown norm {norm!r}; allowed: {", ".join(NORMS)}.')
     self.norm_type = norm
@@ -176,6 +215,7 @@ class _LayerFactory:
     self.use_bias = norm == 'instance'
     self.init_type, self.init_gain = init_type, init_gain
     self._seed = keras.random.SeedGenerator(seed) if seed is not None else None
+    self.gemm_last_conv = gemm_last_conv
 
   def _kernel_init(self):
     return kernel_initializer(self.init_type, self.init_gain, seed=self._seed)
@@ -185,7 +225,8 @@ class _LayerFactory:
     if padding:
       pad = ReflectionPadding2D(padding) if reflect else layers.ZeroPadding2D(padding)
       x = pad(x)
-    conv = FewOutputConv2D if _is_few_output(filters, kernel, stride) else layers.Conv2D
+    few = self.gemm_last_conv and _is_few_output(filters, kernel, stride)
+    conv = FewOutputConv2D if few else layers.Conv2D
     return conv(
         filters, kernel, strides=stride, padding='valid',
         use_bias=self.use_bias if bias is None else bias,
@@ -287,9 +328,14 @@ def _unet_generator(f, input_nc, output_nc, num_downs, ngf, use_dropout, name):
 
 
 def define_G(input_nc, output_nc, ngf, netG, norm='instance', use_dropout=False,
-             init_type='normal', init_gain=0.02, name=None, seed=None):
-  """A generator by the reference's name; fully convolutional, float32 tanh output."""
-  f = _LayerFactory(norm, init_type, init_gain, seed)
+             init_type='normal', init_gain=0.02, name=None, seed=None, gemm_last_conv=True):
+  """A generator by the reference's name: [N, H, W, input_nc] in [-1, 1] -> [N, H, W, output_nc]
+  in [-1, 1] (float32 tanh), fully convolutional.
+
+  gemm_last_conv: the last 7x7 conv as few_output_conv2d (fast on CPU; same weights and
+  checkpoints as the plain Conv2D used when False). Raises ValueError for an unknown netG.
+  """
+  f = _LayerFactory(norm, init_type, init_gain, seed, gemm_last_conv)
   name = name or netG
   if netG == 'resnet_9blocks':
     return _resnet_generator(f, input_nc, output_nc, ngf, use_dropout, 9, name)
@@ -330,10 +376,11 @@ def define_D(input_nc, ndf, netD, n_layers_D=3, norm='instance', init_type='norm
   return keras.Model(inputs, outputs, name=name or f'D_{netD}')
 
 
-def generator_from_config(model_config, input_nc, output_nc, name, seed=None):
+def generator_from_config(model_config, input_nc, output_nc, name, seed=None,
+                          gemm_last_conv=True):
   c = model_config
   return define_G(input_nc, output_nc, c.ngf, c.netG, c.norm, not c.no_dropout, c.init_type,
-                  c.init_gain, name=name, seed=seed)
+                  c.init_gain, name=name, seed=seed, gemm_last_conv=gemm_last_conv)
 
 
 def discriminator_from_config(model_config, input_nc, name, seed=None):
@@ -342,13 +389,14 @@ def discriminator_from_config(model_config, input_nc, name, seed=None):
                   name=name, seed=seed)
 
 
-def build_cyclegan(model_config, seed=None, with_discriminators=True):
-  """G_A: A -> B, G_B: B -> A, D_A judges B images, D_B judges A images (the reference's roles)."""
+def build_cyclegan(model_config, seed=None, with_discriminators=True, gemm_last_conv=True):
+  """{'G_A', 'G_B'[, 'D_A', 'D_B']}: G_A maps A -> B, G_B maps B -> A, D_A judges B images, D_B
+  judges A images (the reference's roles)."""
   c = model_config
   seed = (lambda k: None) if seed is None else (lambda k, s=seed: s + k)
   nets = {
-      'G_A': generator_from_config(c, c.input_nc, c.output_nc, 'G_A', seed(0)),
-      'G_B': generator_from_config(c, c.output_nc, c.input_nc, 'G_B', seed(1)),
+      'G_A': generator_from_config(c, c.input_nc, c.output_nc, 'G_A', seed(0), gemm_last_conv),
+      'G_B': generator_from_config(c, c.output_nc, c.input_nc, 'G_B', seed(1), gemm_last_conv),
   }
   if with_discriminators:
     nets['D_A'] = discriminator_from_config(c, c.output_nc, 'D_A', seed(2))

@@ -1,22 +1,23 @@
-"""Pictures and HTML pages of an evaluation: result grids, loss curves, metrics over steps.
+"""Pictures of a run: image grids, loss curves, metrics over steps.
 
 Everything here is drawn with matplotlib's Agg backend (no display needed) and written through
-tf.io.gfile, so run directories on GCS work too. Images are float arrays in [-1, 1].
+run_dir.write_bytes (atomic, tf.io.gfile: run directories on GCS work too). Images are float
+arrays in [-1, 1], [N, H, W, C] with C = 1 or 3.
 
-* save_png / encode_png: one image -> PNG.
-* result_grid: rows of (real | translated | reconstructed [| ground truth]) -> PNG.
+* mosaic: columns of images side by side -> one uint8 RGB array (the one grid maker: sample
+  grids of the train loop and the evaluation's result grids).
+* save_png: one image -> PNG file.
+* result_grid: a mosaic with column titles and row labels -> PNG.
 * read_scalars: every scalar of a TensorBoard log directory (TF2 `tf.summary.scalar` writes
   tensors; TF1 simple_values are read too), `{tag: (steps, values)}`, the last value per step
   winning (a resumed run rewrites steps after its last checkpoint).
 * loss_curves: the train run's loss / learning-rate / speed scalars -> PNG.
-* metrics_over_steps: every W/eval/<step>/metrics.json -> PNG.
+* metrics_over_steps: the metrics of every evaluation -> PNG.
 * step_html / index_html: the reference-style results page of one evaluation (a table of
   thumbnails per test image, each linked to its PNG) and the page listing every evaluation.
 """
 
-import html
 import io
-import json
 import math
 import os
 
@@ -30,7 +31,8 @@ from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-positi
 from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-METRICS_FILE = 'metrics.json'
+from cyclegan_tf import images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Generator / discriminator loss terms of the train loop (tags loss/<name>).
 _G_TERMS = ('G_A', 'G_B', 'cycle_A', 'cycle_B', 'idt_A', 'idt_B')
@@ -41,37 +43,9 @@ _D_TERMS = ('D_A', 'D_B', 'gp_A', 'gp_B')
 # Files.
 
 
-def _write_bytes(path, data):
-  tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-  tmp = path + '.tmp'
-  with tf.io.gfile.GFile(tmp, 'wb') as f:
-    f.write(data)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def _write_text(path, text):
-  _write_bytes(path, text.encode('utf-8'))
-
-
-def to_uint8(image):
-  """float [-1, 1] [H, W, C] (C = 1 or 3) -> uint8 [H, W, 3]."""
-  image = np.asarray(image, np.float32)
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.shape[-1] == 1:
-    image = np.repeat(image, 3, axis=-1)
-  return np.round((np.clip(image, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-
-
-def encode_png(image):
-  buffer = io.BytesIO()
-  Image.fromarray(to_uint8(image)).save(buffer, format='PNG')
-  return buffer.getvalue()
-
-
 def save_png(image, path):
   """Writes one [-1, 1] image as an 8-bit RGB PNG."""
-  _write_bytes(path, encode_png(image))
+  run_dir.write_bytes(path, images.png_bytes(image))
 
 
 def _save_figure(fig, path, dpi=80, tight=True):
@@ -80,7 +54,7 @@ def _save_figure(fig, path, dpi=80, tight=True):
     fig.tight_layout()
   fig.savefig(buffer, format='png', dpi=dpi)
   plt.close(fig)
-  _write_bytes(path, buffer.getvalue())
+  run_dir.write_bytes(path, buffer.getvalue())
 
 
 def _save_panels(fig, axes, used, title, path):
@@ -97,42 +71,55 @@ def _save_panels(fig, axes, used, title, path):
 # Result grid.
 
 
-def result_grid(columns, path, titles, max_rows=6, row_labels=None, title=None):
-  """A grid of images: one column per array in `columns` (each [N, H, W, C] in [-1, 1]).
+def mosaic(columns, max_rows=None, min_cell=0, gap=0):
+  """Columns of images side by side, one row per index -> uint8 RGB [rows * h, cols * w, 3].
 
-  Shows the first `max_rows` rows; `titles` names the columns, `row_labels` the rows. Small
-  images are enlarged (nearest neighbour) to at least 96 px. Drawn as one mosaic (cheap even
-  for many rows)."""
-  n = min(min(len(c) for c in columns), max_rows)
+  columns: arrays [N, H, W, C] in [-1, 1]; images of another size than the first column's are
+  resized to it (bilinear). Cells are enlarged by a whole factor (nearest neighbour) to at
+  least `min_cell` px; `gap` white pixels separate cells.
+  """
+  n = min(len(c) for c in columns)
+  if max_rows:
+    n = min(n, max_rows)
   if n < 1:
-    raise ValueError('result_grid needs at least one image per column.')
+    raise ValueError('mosaic needs at least one image per column.')
   h, w = np.asarray(columns[0]).shape[1:3]
-  k = max(1, int(math.ceil(96 / max(h, w))))
-  cell_h, cell_w, gap = h * k, w * k, 4
-  mosaic = np.full((n * cell_h + (n - 1) * gap, len(columns) * cell_w + (len(columns) - 1) * gap,
-                    3), 255, np.uint8)
-  for j, col in enumerate(columns):
+  k = max(1, int(math.ceil(min_cell / max(h, w)))) if min_cell else 1
+  cell_h, cell_w = h * k, w * k
+  out = np.full((n * cell_h + (n - 1) * gap, len(columns) * cell_w + (len(columns) - 1) * gap,
+                 3), 255, np.uint8)
+  for j, column in enumerate(columns):
     for i in range(n):
-      image = to_uint8(col[i])
-      if image.shape[:2] != (h, w):  # e.g. a column of another size: fit into the cell
+      image = images.uint8_rgb_array(column[i])
+      if image.shape[:2] != (h, w):
         image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
       image = np.repeat(np.repeat(image, k, axis=0), k, axis=1)
       top, left = i * (cell_h + gap), j * (cell_w + gap)
-      mosaic[top:top + cell_h, left:left + cell_w] = image
+      out[top:top + cell_h, left:left + cell_w] = image
+  return out
+
+
+def result_grid(columns, path, titles, max_rows=6, row_labels=None, title=None):
+  """A mosaic of `columns` (enlarged to at least 96 px) with column titles and row labels,
+  saved as PNG at `path`; returns path."""
+  grid = mosaic(columns, max_rows=max_rows, min_cell=96, gap=4)
+  n = min(min(len(c) for c in columns), max_rows)
+  cell_h = (grid.shape[0] - (n - 1) * 4) // n
+  cell_w = (grid.shape[1] - (len(columns) - 1) * 4) // len(columns)
   dpi = 100
   pad_left = 0.9 if row_labels is not None else 0.1
   pad_top = 0.35 + (0.3 if title else 0.0)
-  mh, mw = mosaic.shape[0] / dpi, mosaic.shape[1] / dpi
+  mh, mw = grid.shape[0] / dpi, grid.shape[1] / dpi
   fig_w, fig_h = mw + pad_left + 0.1, mh + pad_top + 0.1
   fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
   ax = fig.add_axes([pad_left / fig_w, 0.1 / fig_h, mw / fig_w, mh / fig_h])
-  ax.imshow(mosaic, interpolation='nearest')
+  ax.imshow(grid, interpolation='nearest')
   ax.axis('off')
   for j, name in enumerate(titles[:len(columns)]):
-    ax.text(j * (cell_w + gap) + cell_w / 2, -6, name, ha='center', va='bottom', fontsize=8)
+    ax.text(j * (cell_w + 4) + cell_w / 2, -6, name, ha='center', va='bottom', fontsize=8)
   if row_labels is not None:
     for i, label in enumerate(row_labels[:n]):
-      ax.text(-6, i * (cell_h + gap) + cell_h / 2, str(label)[:14], ha='right', va='center',
+      ax.text(-6, i * (cell_h + 4) + cell_h / 2, str(label)[:14], ha='right', va='center',
               fontsize=7)
   if title:
     fig.text(0.5, 1.0 - 0.08 / fig_h, title, ha='center', va='top', fontsize=10)
@@ -226,21 +213,6 @@ def loss_curves(logdir, path, title=None):
 # Metrics over steps.
 
 
-def load_all_metrics(eval_dir):
-  """Every <eval_dir>/<step>/metrics.json, sorted by step."""
-  out = []
-  for path in tf.io.gfile.glob(os.path.join(eval_dir, '*', METRICS_FILE)):
-    try:
-      with tf.io.gfile.GFile(path) as f:
-        metrics = json.load(f)
-    except (ValueError, tf.errors.OpError) as e:
-      logging.warning('Skipping unreadable %s: %s', path, e)
-      continue
-    if isinstance(metrics, dict) and isinstance(metrics.get('step'), int):
-      out.append(metrics)
-  return sorted(out, key=lambda m: m['step'])
-
-
 # (panel title, [(metric key, label, line style)]) in display order; a2b lines in blue, b2a in
 # orange, untranslated baselines dashed.
 _A2B, _B2A, _OTHER = 'C0', 'C1', 'C2'
@@ -272,11 +244,9 @@ def _finite(value):
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def metrics_over_steps(eval_dir, path, title=None):
-  """Plots the metrics of every evaluation in `eval_dir` against the step into `path`.
-
-  Returns `path`, or None when there is no metrics.json yet."""
-  all_metrics = load_all_metrics(eval_dir)
+def metrics_over_steps(all_metrics, path, title=None):
+  """Plots the metrics of every evaluation (dicts with "step", run_dir.read_eval_metrics)
+  against the step into `path`. Returns `path`, or None when there is none yet."""
   if not all_metrics:
     return None
   panels = []
@@ -300,95 +270,3 @@ def metrics_over_steps(eval_dir, path, title=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   return _save_panels(fig, axes, len(panels), title, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# HTML.
-
-_STYLE = """<style>
-body { font-family: sans-serif; margin: 1.5em; }
-table { border-collapse: collapse; margin-bottom: 1.5em; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: center; font-size: 13px; }
-td.name { text-align: left; font-family: monospace; }
-td.num { text-align: right; font-family: monospace; }
-img.thumb { image-rendering: pixelated; }
-</style>"""
-
-
-def format_value(value):
-  if isinstance(value, bool) or value is None:
-    return '' if value is None else str(value)
-  if isinstance(value, int):
-    return str(value)
-  if isinstance(value, float):
-    if not math.isfinite(value):
-      return str(value)
-    return f'{value:.4g}'
-  return html.escape(str(value))
-
-
-def _metrics_table(metrics):
-  rows = ''.join(f'<tr><td class="name">{html.escape(k)}</td>'
-                 f'<td class="num">{format_value(v)}</td></tr>\n'
-                 for k, v in metrics.items())
-  return f'<table><tr><th>metric</th><th>value</th></tr>\n{rows}</table>\n'
-
-
-def step_html(step_dir, step, metrics, sections, pictures=(), thumb_width=128, title=None):
-  """Writes <step_dir>/index.html, the reference's results page for one evaluation.
-
-  sections: [(heading, column titles, rows)], each row (name, [relative image path, ...]);
-    every image is shown as a thumbnail linked to its file.
-  pictures: relative paths of larger pictures (grids) shown under the metrics.
-  """
-  parts = [f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-           f'<title>{html.escape(title or f"Evaluation at step {step}")}</title>{_STYLE}'
-           '</head><body>\n',
-           f'<h1>{html.escape(title or f"Evaluation at step {step}")}</h1>\n',
-           '<p><a href="../index.html">all evaluations</a></p>\n',
-           '<h2>Metrics</h2>\n', _metrics_table(metrics)]
-  for picture in pictures:
-    parts.append(f'<p><a href="{html.escape(picture)}"><img src="{html.escape(picture)}" '
-                 'style="max-width: 100%"></a></p>\n')
-  for heading, column_titles, rows in sections:
-    parts.append(f'<h2>{html.escape(heading)}</h2>\n<table>\n<tr><th>image</th>')
-    parts.extend(f'<th>{html.escape(t)}</th>' for t in column_titles)
-    parts.append('</tr>\n')
-    for name, paths in rows:
-      parts.append(f'<tr><td class="name">{html.escape(name)}</td>')
-      for rel in paths:
-        src = html.escape(rel)
-        parts.append(f'<td><a href="{src}"><img class="thumb" src="{src}" '
-                     f'width="{int(thumb_width)}"></a></td>')
-      parts.append('</tr>\n')
-    parts.append('</table>\n')
-  parts.append('</body></html>\n')
-  path = os.path.join(step_dir, 'index.html')
-  _write_text(path, ''.join(parts))
-  return path
-
-
-def index_html(eval_dir, pictures=(), title=None, preferred_keys=()):
-  """Writes <eval_dir>/index.html: every evaluation's step (linked to its page) and metrics."""
-  all_metrics = load_all_metrics(eval_dir)
-  keys = [k for k in preferred_keys if k != 'step' and any(k in m for m in all_metrics)]
-  for m in all_metrics:
-    keys.extend(k for k in m if k != 'step' and k not in keys)
-  title = title or 'Evaluations'
-  parts = [f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
-           f'</title>{_STYLE}</head><body>\n<h1>{html.escape(title)}</h1>\n']
-  for picture in pictures:
-    parts.append(f'<p><a href="{html.escape(picture)}"><img src="{html.escape(picture)}" '
-                 'style="max-width: 100%"></a></p>\n')
-  parts.append('<table>\n<tr><th>step</th>')
-  parts.extend(f'<th>{html.escape(k)}</th>' for k in keys)
-  parts.append('</tr>\n')
-  for m in all_metrics:
-    step = m['step']
-    parts.append(f'<tr><td><a href="{step}/index.html">{step}</a></td>')
-    parts.extend(f'<td class="num">{format_value(m.get(k))}</td>' for k in keys)
-    parts.append('</tr>\n')
-  parts.append('</table>\n</body></html>\n')
-  path = os.path.join(eval_dir, 'index.html')
-  _write_text(path, ''.join(parts))
-  return path

@@ -4,12 +4,15 @@
   python main.py --mode=translate --saved_model=E/cyclegan_a2b --input=PATH --output=DIR
 
 PATH is an image file, a folder (its image files, not recursive) or a glob. Every input is
-written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size;
-inputs whose names would collide (``a.jpg`` and ``a.png``) keep their extension in the name
-(``a_jpg.png``). Unreadable files are skipped with a warning and counted at the end.
+written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size,
+upright (EXIF orientation applied); inputs whose names would collide (``a.jpg`` and ``a.png``)
+keep their extension in the name (``a_jpg.png``). An output that would replace one of the
+inputs (DIR is the input folder) is refused before anything is written. Unreadable files are
+skipped with a warning saying what they hold, and counted at the end; when none is readable
+the run fails with that list. Folders show progress (count, images/s, ETA).
 
 Any size works: sides that are not multiples of the generator's size multiple are
-reflect-padded and cropped back (export.pad_to_multiple). Images whose longer side exceeds
+reflect-padded and cropped back (inference.pad_to_multiple). Images whose longer side exceeds
 config.translate.tile_size are translated in overlapping tiles (tile_overlap pixels, blended
 with cosine ramps), so memory stays bounded by the tile size.
 
@@ -18,15 +21,15 @@ image it sees, so tiles translated on their own each get their own statistics an
 (visible seams and colour shifts). Tiles here share one set of statistics: a first pass over
 the whole image, downscaled so that its longer side is at most `stats_size` (default
 tile_size), records every instance-norm layer's mean and variance, and every tile is then
-translated with those fixed values (export.run_generator). Measured on a 128x160 image with a
+translated with those fixed values (inference.run_generator). Measured on a 128x160 image with a
 random-weight resnet_6blocks (ngf 8), 96-px tiles overlapping by 32 px, outputs in [-1, 1]
 (tests/test_translate.py), the mean absolute difference to whole-image translation is 0.047
 with the default statistics (a pass downscaled 1.67x to the tile size), 0.0085 with
 full-resolution statistics (stats_size >= the image; what is left comes from the tiles'
 borders, and shrinks with more overlap), and 0.12 without shared statistics (every tile
 normalised on its own). The downscaled pass is an approximation (networks are not scale
-invariant): the larger stats_size (config.translate.stats_size when the config has it), the
-closer to whole-image results, at the memory cost of a pass of that size.
+invariant): the larger config.translate.stats_size, the closer to whole-image results, at the
+memory cost of a pass of that size.
 
 Batch norm: at inference it normalises with its moving averages (model in inference mode), the
 same constants for every tile, so tiles agree without any sharing. (The reference's test.py
@@ -38,16 +41,20 @@ always run in inference mode, with the moving averages.)
 import logging
 import os
 import re
+import time
 
 import numpy as np
 import tensorflow as tf
 
+from cyclegan_tf import configuration
 from cyclegan_tf import export
 from cyclegan_tf import image_files
 from cyclegan_tf import images as images_lib
+from cyclegan_tf import inference
+from cyclegan_tf import run_dir
 
 DIRECTIONS = ('AtoB', 'BtoA')
-collect_inputs = image_files.collect_inputs
+PROGRESS_SECONDS = 10  # at most one progress line this often
 output_names = image_files.output_names
 
 
@@ -77,11 +84,9 @@ class Translator:
 
   @classmethod
   def from_generator(cls, generator, netG=None):
-    generator = export.as_float32(generator)
-    module = export.serving_module(generator, export.size_multiple_of(generator, netG))
-    return cls(lambda x: module.serve(x)[export.IMAGES_OUTPUT], generator.input_shape[-1],
-               module.norm_statistics, module.translate_with_norm_statistics,
-               description=f'generator {generator.name}')
+    padded = inference.PaddedGenerator(generator, netG)
+    return cls(padded.translate, padded.input_channels, padded.norm_statistics,
+               padded.translate_with_norm_statistics, description=f'generator {generator.name}')
 
   @classmethod
   def from_saved_model(cls, path):
@@ -116,10 +121,9 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     if not os.path.exists(saved_model):
       raise FileNotFoundError(f'SavedModel path {saved_model} does not exist.')
     return Translator.from_saved_model(_resolve_saved_model(saved_model, config, direction))
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
-  generators, _ = train.load_generators(config, workdir, step=step)
+  generators, _, run_config = run_dir.restore_generators(workdir, step, config)
   role = 'G_A' if direction == 'AtoB' else 'G_B'
-  return Translator.from_generator(generators[role], config.model.netG)
+  return Translator.from_generator(generators[role], run_config.model.netG)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,29 +228,72 @@ def _error_reason(error):
   return text or type(error).__name__
 
 
+def _refuse_overwriting_inputs(paths, output, names):
+  """Raises FileExistsError when an output file would replace one of the inputs."""
+  inputs = {os.path.realpath(p) for p in paths}
+  clashes = sorted(p for p in paths
+                   if os.path.realpath(os.path.join(output, names[p])) in inputs)
+  if clashes:
+    raise FileExistsError(
+        f'Translating into {output} would overwrite input file(s) {", ".join(clashes)} with '
+        'their translations. Choose another --output folder; nothing was written.')
+
+
+def _describe_unreadable(path, reason):
+  try:
+    return f'{path}: {image_files.describe_file(path)} ({reason})'
+  except OSError:
+    return f'{path}: {reason}'
+
+
+class _Progress:
+  """Logs 'k/n images, x images/s, ETA' at most every PROGRESS_SECONDS for long folders."""
+
+  def __init__(self, total):
+    self.total, self.done = total, 0
+    self.start = self.last = time.time()
+
+  def update(self):
+    self.done += 1
+    now = time.time()
+    if self.total > 1 and (now - self.last >= PROGRESS_SECONDS or self.done == self.total):
+      speed = self.done / max(now - self.start, 1e-9)
+      eta = (self.total - self.done) / speed
+      logging.info('Translated %d/%d images, %.2f images/s, ETA %d s.', self.done, self.total,
+                   speed, round(eta))
+      self.last = now
+
+
 def translate_paths(config, input, output, workdir=None,  # pylint: disable=redefined-builtin
                     saved_model=None, direction='AtoB', step=None, translator=None):
   """Translates a file, folder or glob into PNGs in `output`; returns a summary dict.
 
   Summary: {'written': [output paths], 'skipped': [(input path, reason)], 'tiled': count}.
-  Unreadable images are skipped with a warning; raises RuntimeError when none could be read.
+  Unreadable images are skipped with a warning. Raises FileExistsError (nothing written) when
+  an output would replace an input, and DataError when no input could be read.
   """
-  paths = collect_inputs(input)
+  listing = image_files.find_inputs(input)
+  paths = listing.paths
+  if listing.skipped:
+    logging.warning('%s', image_files.summarize_skipped(listing.skipped, input))
+  names = output_names(paths)
+  _refuse_overwriting_inputs(paths, output, names)
   if translator is None:
     translator = load_translator(config, workdir=workdir, saved_model=saved_model,
                                  direction=direction, step=step)
   tile_size = int(config.translate.tile_size)
   tile_overlap = int(config.translate.tile_overlap)
-  stats_size = config.translate.get('stats_size', None)  # optional field; default tile_size
+  stats_size = int(config.translate.get('stats_size', 0) or 0) or None
   os.makedirs(output, exist_ok=True)
-  names = output_names(paths)
   written, skipped, tiled = [], [], 0
+  progress = _Progress(len(paths))
   for path in paths:
     try:
-      image = images_lib.decode_image(tf.io.read_file(path), translator.input_channels).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, OSError) as e:
-      reason = _error_reason(e)
-      logging.warning('Skipping %s: not a readable image (%s).', path, reason)
+      image = images_lib.read_image_file(path, translator.input_channels).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError,
+            OSError) as e:
+      reason = _describe_unreadable(path, _error_reason(e))
+      logging.warning('Skipping %s', reason)
       skipped.append((path, reason))
       continue
     if max(image.shape[:2]) > tile_size:
@@ -255,11 +302,14 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
     target = os.path.join(output, names[path])
     tf.io.write_file(target, images_lib.encode_png(result))
     written.append(target)
+    progress.update()
   summary = {'written': written, 'skipped': skipped, 'tiled': tiled}
   print(f'Translated {len(written)} image(s) with {translator.description} into {output}'
         f'{f" ({tiled} in tiles)" if tiled else ""}; skipped {len(skipped)} unreadable'
         f'{": " + ", ".join(p for p, _ in skipped) if skipped else ""}.')
   if skipped and not written:
-    raise RuntimeError(f'None of the {len(skipped)} input(s) could be read as an image: '
-                       f'{", ".join(p for p, _ in skipped)}.')
+    raise configuration.DataError(
+        f'None of the {len(skipped)} input(s) could be read as an image: ' +
+        '; '.join(reason for _, reason in skipped) +
+        '. Give JPEG, PNG, BMP, GIF, WebP, TIFF or PPM files.')
   return summary

@@ -71,14 +71,15 @@ def exported_run(tmp_path_factory):
   tests (an export costs seconds of tracing and saving).
 
   G_A is a float32 resnet_6blocks (ngf 4); G_B was built under mixed_bfloat16, so the export
-  must rebuild it in float32. train.load_generators is replaced by a stand-in that returns them
-  (step 7). Fields: config, workdir, export_dir (= workdir/export), paths ({model name: version
-  dir}), generators ({'G_A', 'G_B'}: float32 Keras models with the exported weights), step.
+  must rebuild it in float32. run_dir.restore_generators is replaced by a stand-in that returns
+  them (step 7). Fields: config, workdir, export_dir (= workdir/export), paths ({model name:
+  version dir}), generators ({'G_A', 'G_B'}: float32 Keras models with the exported weights),
+  step.
   """
   import types  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import export, networks  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import export, networks, run_dir  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.model.netG = 'resnet_6blocks'
   config.model.ngf = 4
@@ -94,19 +95,12 @@ def exported_run(tmp_path_factory):
   g_b.set_weights(g_b_mixed.get_weights())
   calls = []
 
-  def load_generators(cfg, wd, step=None):
-    del cfg
+  def restore_generators(wd, step=None, cfg=None):
     calls.append((wd, step))
-    return {'G_A': g_a, 'G_B': g_b_mixed}, 7
+    return {'G_A': g_a, 'G_B': g_b_mixed}, 7, cfg
 
   with pytest.MonkeyPatch.context() as mp:
-    try:
-      from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
-      mp.setattr(train, 'load_generators', load_generators)
-    except Exception:  # pylint: disable=broad-except
-      stub = types.ModuleType('cyclegan_tf.train')  # train.py absent or mid-edit
-      stub.load_generators = load_generators
-      mp.setitem(sys.modules, 'cyclegan_tf.train', stub)
+    mp.setattr(run_dir, 'restore_generators', restore_generators)
     paths = export.export_run(config, str(workdir))
   return types.SimpleNamespace(
       config=config, workdir=str(workdir), export_dir=str(workdir / 'export'), paths=paths,

@@ -6,8 +6,8 @@ initialises, and a MultiWorkerMirroredStrategy worker is a process of its own. J
   python tests/strategy_worker.py mirrored --out DIR
       On 2 logical CPU devices: per-replica image pools under MirroredStrategy; then
       train_and_evaluate, 3 steps at global batch 2, on 2 replicas (DIR/mirrored) and on one
-      device (DIR/default); then each run resumes to step 5 under the other strategy (2 -> 1
-      and 1 -> 2 replicas).
+      device (DIR/default), both from the same initial weights (DIR/init.npz); then each run
+      resumes to step 5 under the other strategy (2 -> 1 and 1 -> 2 replicas).
   python tests/strategy_worker.py worker --index I --ports P0,P1 --out DIR
       One of two MultiWorkerMirroredStrategy workers on 127.0.0.1 (TF_CONFIG set here): the same
       3 steps through train_and_evaluate, in DIR/multi_worker (shared by both workers).
@@ -39,7 +39,7 @@ def tiny_config(strategy, devices='', max_steps=STEPS):
   return base(**{
       'model.ngf': 8, 'model.ndf': 8, 'train.batch_size': 2, 'train.pool_size': 50,
       'train.max_steps': max_steps, 'train.strategy': strategy, 'train.devices': devices,
-      'train.log_every_steps': 1000, 'train.image_every_steps': 1000,
+      'train.log_every_steps': 1, 'train.image_every_steps': 1000,
       'train.checkpoint_every_steps': 1000,
   })
 
@@ -71,7 +71,7 @@ def checkpoint_weights(config, path):
   """The four networks' weights stored in a train checkpoint."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
-  nets = networks.build_cyclegan(config.model)
+  nets = networks.build_cyclegan(config.model, gemm_last_conv=False)
   tf.train.Checkpoint(**nets).restore(path).expect_partial()
   return _weights(nets)
 
@@ -123,6 +123,21 @@ def _pool_check(strategy):
           'pool_values_mod_100': own}
 
 
+def _record_trainers(train):
+  """Makes train_and_evaluate's trainers available: returns the list they are appended to."""
+  trainers = []
+
+  class Recorded(train.trainer_lib.CycleGANTrainer):
+
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      self.initial_weights = _weights({name: getattr(self, name) for name in NETS})
+      trainers.append(self)
+
+  train.trainer_lib.CycleGANTrainer = Recorded
+  return trainers
+
+
 def mirrored_job(out):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   cpu = tf.config.list_physical_devices('CPU')[0]
@@ -130,6 +145,7 @@ def mirrored_job(out):
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
   from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
   logs = _capture_logs()
+  trainers = _record_trainers(train)
   devices = '/cpu:0,/cpu:1'
   from cyclegan_tf import distribute  # pylint: disable=g-import-not-at-top
   # The strategy train_and_evaluate will use too (distribute.make_strategy keeps one per
@@ -141,12 +157,15 @@ def mirrored_job(out):
     workdir = os.path.join(out, name)
     config = tiny_config(first, first_devices)
     result[f'{name}_steps'] = train.train_and_evaluate(config, workdir)
+    _save(out, f'{name}_init', {}, trainers[-1].initial_weights)
     _save(out, f'{name}_step{STEPS}', {},
           checkpoint_weights(config, os.path.join(workdir, 'checkpoints', f'ckpt-{STEPS}')))
     del logs.lines[:]
     resumed = train.train_and_evaluate(tiny_config(second, second_devices, RESUMED_STEPS),
                                        workdir)
     result[f'{name}_resumed_steps'] = resumed
+    _save(out, f'{name}_step{RESUMED_STEPS}', {}, checkpoint_weights(
+        config, os.path.join(workdir, 'checkpoints', f'ckpt-{RESUMED_STEPS}')))
     result[f'{name}_resume_logs'] = [line for line in logs.lines
                                      if 'pool' in line or 'Resumed' in line]
   _save(out, 'mirrored', result)
@@ -157,15 +176,7 @@ def worker_job(out, index, ports):
       'cluster': {'worker': [f'127.0.0.1:{p}' for p in ports]},
       'task': {'type': 'worker', 'index': index}})
   from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
-  trainers = []
-
-  class Recorded(train.CycleGANTrainer):
-
-    def __init__(self, *args, **kwargs):
-      super().__init__(*args, **kwargs)
-      trainers.append(self)
-
-  train.CycleGANTrainer = Recorded
+  trainers = _record_trainers(train)
   workdir = os.path.join(out, 'multi_worker')
   steps = train.train_and_evaluate(tiny_config('multi_worker'), workdir)
   trainer, = trainers

@@ -1,6 +1,6 @@
 """cyclegan_tf.convert against the reference's own networks, rebuilt in PyTorch.
 
-tests/reference_torch.py holds faithful copies of the reference's classes; each test gives one
+benchmarks/reference_torch.py holds faithful copies of the reference's classes; each test gives one
 random weights (biases, BN affine parameters and running statistics included), saves its
 state_dict with torch.save, converts the file and compares our network's output with PyTorch's
 (eval mode: our models called with training=False). Small ngf keeps it quick on 2 cores.
@@ -22,9 +22,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_ABS_ERROR = 1e-4
@@ -51,7 +52,7 @@ def _convert_and_load(pth, out_dir, **kwargs):
   result = convert.convert_file(pth, str(out_dir), export=False, **kwargs)
   with open(result['architecture_path']) as f:
     arch = json.load(f)
-  model = convert.build_network(arch, name='loaded')
+  model = torch_layout.build_network(arch, name='loaded')
   model.load_weights(result['weights_path'])
   return model, result
 
@@ -127,31 +128,6 @@ def test_resnet_with_dropout_keys(tmp_path):
   assert _max_error(model, net, [(16, 16)]) < MAX_ABS_ERROR
 
 
-@pytest.mark.parametrize('netG,norm', [('resnet_9blocks', 'instance'), ('unet_256', 'batch')])
-def test_full_size_keys_and_shapes(monkeypatch, netG, norm):
-  """At ngf 64: our networks want exactly the reference's keys and shapes (not run)."""
-  monkeypatch.setattr(networks, 'kernel_initializer', lambda *args, **kwargs: 'zeros')
-  with torch.device('meta'):  # shapes only, no memory
-    net = ref.define_G(3, 3, 64, netG, norm)
-  theirs = {k: tuple(v.shape) for k, v in net.state_dict().items()
-            if not k.endswith('num_batches_tracked')}
-  model = networks.define_G(3, 3, 64, netG, norm)
-  assert convert.torch_shapes(model) == theirs
-  assert networks.count_params(model) == ref.count_params(net)
-  arch = convert.infer_architecture(theirs)
-  assert (arch['netG'], arch['ngf'], arch['norm']) == (netG, 64, norm)
-
-
-def test_full_size_discriminator_keys():
-  net = ref.define_D(3, 64, 'basic', norm='instance')
-  theirs = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-  assert sorted(theirs) == sorted(f'model.{i}.{p}' for i in (0, 2, 5, 8, 11)
-                                  for p in ('weight', 'bias'))
-  model = networks.define_D(3, 64, 'basic', norm='instance')
-  assert convert.torch_shapes(model) == theirs
-  assert networks.count_params(model) == ref.count_params(net) == 2_764_737
-
-
 # ---------------------------------------------------------------------------------------------
 # Old files, DataParallel, roles.
 
@@ -196,7 +172,25 @@ def test_role_from_filename():
   assert convert.role_from_filename('latest_net_G_B.pth') == 'G_B'
   assert convert.role_from_filename('/x/5_net_D_A.pth') == 'D_A'
   assert convert.role_from_filename('5_net_D_B.pth') == 'D_B'
-  assert convert.role_from_filename('horse2zebra.pth') is None
+  # Names people's files get: a browser's second download, an upper-case extension.
+  assert convert.role_from_filename('latest_net_G_B (1).pth') == 'G_B'
+  assert convert.role_from_filename('dl/latest_net_G_B.PTH') == 'G_B'
+  assert convert.role_from_filename('latest_net_D_A-2.pth') == 'D_A'
+  assert convert.role_from_filename('latest_net_G.pth') == 'G_A'  # pix2pix's one generator
+  assert convert.role_from_filename('horse2zebra.pth') == 'G_A'  # published: its direction
+  assert convert.role_from_filename('my_model.pth') is None
+  assert convert.role_from_filename('netG_B_copy.pth') is None
+
+
+def test_a_role_the_name_does_not_give_is_asked_for(tmp_path):
+  """Never guessed: a B->A generator exported as cyclegan_a2b would translate backwards."""
+  pth = _save(ref.define_G(3, 3, 4, 'resnet_6blocks', 'instance'), tmp_path / 'model.pth')
+  with pytest.raises(convert.ConversionError,
+                     match=r'resnet_6blocks generator.*does not say.*--role=G_A'):
+    convert.convert_file(pth, str(tmp_path / 'out'))
+  assert not os.path.exists(tmp_path / 'out')
+  result = convert.convert_file(pth, str(tmp_path / 'out'), role='G_B', export=False)
+  assert result['role'] == 'G_B'
 
 
 def test_role_override_and_kind_check(tmp_path):
@@ -233,26 +227,13 @@ def test_resnet6_forced_as_resnet9_lists_missing_and_unexpected_keys(tmp_path, d
   assert not os.path.exists(tmp_path / 'out')  # nothing written
 
 
-def test_command_line_model_fields(monkeypatch):
-  """main.py's --config.model.X=... settings count as explicit, even at default values."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(sys, 'argv', ['main.py', '--config.model.netG=resnet_9blocks',
-                                    '--config.train.lr=0.1'])
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', os.path.join(REPO_ROOT, 'configs', 'default.py'),
-                                  flag_values=flag_values)
-  assert convert.command_line_model_fields(flag_values) == set()  # not parsed yet
-  flag_values(sys.argv)
-  assert convert.command_line_model_fields(flag_values) == {'netG'}
-
-
 def test_unet_config_on_resnet_file_fails(tmp_path, default_config):
-  pth = _save(ref.define_G(3, 3, 4, 'resnet_6blocks', 'instance'), tmp_path / 'a.pth')
+  pth = _save(ref.define_G(3, 3, 4, 'resnet_6blocks', 'instance'), tmp_path / '1_net_G_A.pth')
   default_config.model.netG = 'unet_256'
   with pytest.raises(convert.ConversionError, match=r"config.model.netG='unet_256'[\s\S]*"
                      r'missing keys[\s\S]*model.model.0.weight'):
-    convert.convert_file(pth, str(tmp_path / 'out'), default_config, export=False)
+    convert.convert_file(pth, str(tmp_path / 'out'), default_config, export=False,
+                         explicit_fields=['netG'])
 
 
 def test_extra_key_is_listed(tmp_path):
@@ -286,73 +267,6 @@ def test_not_a_state_dict(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# init_from.
-
-
-def _tiny_config(config):
-  config.model.netG = 'resnet_6blocks'
-  config.model.ngf = 4
-  config.model.ndf = 4
-  config.model.norm = 'batch'
-  return config
-
-
-def test_load_init_weights_round_trip(tmp_path, default_config):
-  config = _tiny_config(default_config)
-  states = {}
-  for seed, role in enumerate(convert.ROLES):
-    if role.startswith('G'):
-      net = ref.define_G(3, 3, 4, 'resnet_6blocks', 'batch')
-    else:
-      net = ref.define_D(3, 4, 'basic', norm='batch')
-    ref.randomize(net, seed=seed)
-    states[role] = {k: v.numpy() for k, v in net.state_dict().items()}
-    convert.convert_file(_save(net, tmp_path / f'7_net_{role}.pth'), str(tmp_path / 'init'),
-                         config, export=False)
-  nets = networks.build_cyclegan(config.model, seed=0)
-  assert convert.load_init_weights(nets, str(tmp_path / 'init')) == list(convert.ROLES)
-  for role, model in nets.items():
-    targets, _ = convert._torch_targets(model)  # pylint: disable=protected-access
-    assert set(targets) == {k for k in states[role] if not k.endswith('num_batches_tracked')}
-    for key, (variable, is_kernel) in targets.items():
-      expected = states[role][key]
-      if is_kernel:
-        expected = expected.transpose(2, 3, 1, 0)
-      np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), expected, err_msg=key)
-
-  # A different architecture: an error naming every differing field; nothing loaded.
-  other = _tiny_config(default_config.copy_and_resolve_references())
-  other.model.ngf = 8
-  other.model.norm = 'instance'
-  nets = networks.build_cyclegan(other.model, seed=0)
-  before = nets['D_A'].get_weights()
-  with pytest.raises(convert.ConversionError) as error:
-    convert.load_init_weights(nets, str(tmp_path / 'init'))
-  message = str(error.value)
-  assert 'G_A' in message and 'G_B' in message and 'D_A' in message
-  assert "ngf: converted 4, model 8 (set config.model.ngf=4 to match)" in message
-  assert "norm: converted 'batch', model 'instance'" in message
-  for a, b in zip(before, nets['D_A'].get_weights()):
-    np.testing.assert_array_equal(a, b)
-
-
-def test_load_init_weights_published_generator_only(tmp_path, default_config):
-  config = _tiny_config(default_config)
-  net = ref.randomize(ref.define_G(3, 3, 4, 'resnet_6blocks', 'batch'))
-  convert.convert_file(_save(net, tmp_path / 'horse2zebra.pth'), str(tmp_path / 'init'),
-                       config, export=False)
-  nets = networks.build_cyclegan(config.model, with_discriminators=False)
-  assert convert.load_init_weights(nets, str(tmp_path / 'init')) == ['G_A']
-  model, _ = _convert(str(tmp_path / 'horse2zebra.pth'))
-  for a, b in zip(model.get_weights(), nets['G_A'].get_weights()):
-    np.testing.assert_array_equal(a, b)
-  with pytest.raises(convert.ConversionError, match='holds no converted weights'):
-    convert.load_init_weights(nets, str(tmp_path))
-  with pytest.raises(convert.ConversionError, match='is not a folder'):
-    convert.load_init_weights(nets, str(tmp_path / 'nowhere'))
-
-
-# ---------------------------------------------------------------------------------------------
 # The export, and torch as an optional dependency.
 
 
@@ -362,7 +276,7 @@ def test_converted_export_runs_under_saved_model_cli(tmp_path):
   result = convert.convert_file(pth, str(tmp_path / 'out'))
   assert result['export_path'] == str(tmp_path / 'out' / 'cyclegan_b2a' / '1')
   assert result['architecture']['model_name'] == 'cyclegan_b2a'
-  model = convert.build_network(result['architecture'])
+  model = torch_layout.build_network(result['architecture'])
   model.load_weights(result['weights_path'])
   x = _images((1, 24, 32, 3), seed=5)
   np.save(tmp_path / 'x.npy', x)

@@ -19,9 +19,11 @@ import pytest
 
 from conftest import tiny_config
 from cyclegan_tf import evaluate
+from cyclegan_tf import inception
 from cyclegan_tf import input_pipeline
+from cyclegan_tf import networks
 from cyclegan_tf import plots
-from cyclegan_tf import train
+from cyclegan_tf import run_dir
 
 REQUIRED_KEYS = (
     'step', 'swd_a2b', 'swd_baseline_a2b', 'swd_b2a', 'swd_baseline_b2a', 'cycle_l1_a',
@@ -70,7 +72,7 @@ def evaluated(trained_run, tmp_path_factory):
   empty_cache = str(tmp_path_factory.mktemp('keras_home') / 'models' / 'none.h5')
   with pytest.MonkeyPatch.context() as mp:
     # No Inception weights anywhere, whatever this machine's Keras cache holds.
-    mp.setattr(evaluate, '_keras_cache_candidates', lambda: [empty_cache])
+    mp.setattr(inception, 'keras_cache_candidates', lambda: [empty_cache])
     config = tiny_config(**{'eval.classifier_epochs': 2})
     metrics, messages, seconds = _run_evaluate(config, workdir)
   step_dir = os.path.join(workdir, 'eval', str(metrics['step']))
@@ -154,7 +156,8 @@ def test_index_html_links_every_translated_image(evaluated):
       assert os.path.isfile(os.path.join(step_dir, rel)), rel
   config = evaluated['config']
   for domain, fake in (('A', 'fake_B'), ('B', 'fake_A')):
-    names = evaluate._stems(input_pipeline.test_names(config, domain), 4)  # pylint: disable=protected-access
+    names = evaluate._stems(  # pylint: disable=protected-access
+        input_pipeline.InputPipeline(config).test_names(domain), 4)
     for name in names:
       rel = f'images/{name}_{fake}.png'
       assert rel in links.hrefs and rel in links.srcs, rel
@@ -190,20 +193,20 @@ def test_second_evaluate_reuses_the_classifier_and_the_run_config(evaluated):
   """Another step, from a command-line config of a different architecture: the run's own
   config.json builds the networks, eval.* overrides apply, the classifier is not retrained."""
   workdir = evaluated['workdir']
-  classifier = os.path.join(workdir, 'eval', evaluate.CLASSIFIER_FILE)
+  classifier = run_dir.classifier_path(workdir)
   mtime = os.stat(classifier).st_mtime_ns
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()  # resnet_9blocks, ngf 64: not the run's networks
   config.eval.num_images = 2
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(evaluate, '_keras_cache_candidates', lambda: [])
+    mp.setattr(inception, 'keras_cache_candidates', lambda: [])
     metrics, messages, seconds = _run_evaluate(config, workdir, step=16)
   assert os.stat(classifier).st_mtime_ns == mtime
   assert any('Reusing the domain classifier' in m for m in messages)
   assert not any('Trained the domain classifier' in m for m in messages)
   assert metrics['step'] == 16 and metrics['num_images_a'] == metrics['num_images_b'] == 2
   assert os.path.isfile(os.path.join(workdir, 'eval', '16', 'metrics.json'))
-  all_steps = [m['step'] for m in plots.load_all_metrics(os.path.join(workdir, 'eval'))]
+  all_steps = [m['step'] for m in run_dir.read_eval_metrics(workdir)]
   assert all_steps == [16, 24]
   top = _links(os.path.join(workdir, 'eval', 'index.html'))
   assert {'16/index.html', '24/index.html'} <= set(top.hrefs)
@@ -234,27 +237,24 @@ def test_fid_kid_keys_with_an_extractor():
 
 
 def test_inception_weights_path_missing_is_skipped(tmp_path):
-  config = tiny_config(**{'eval.inception_weights': str(tmp_path / 'missing.h5')})
-  assert evaluate.inception_extractor(config) is None
+  assert inception.inception_feature_extractor(str(tmp_path / 'missing.h5')) is None
 
 
-def test_evaluate_generators_takes_mixed_precision_generators(evaluated):
-  """The train loop's call, evaluate_generators(config, workdir, G_A, G_B, step), with
+def test_evaluator_takes_mixed_precision_generators(evaluated):
+  """The train loop's call, Evaluator(config, pipeline, workdir).run(G_A, G_B, step), with
   generators as a mixed_bfloat16 run trains them (bfloat16 outputs): same keys as evaluate
   mode. (Resuming the run with train.eval_every_steps would test the loop itself, at the cost
   of tracing a train step: ~30 s of CPU.)"""
-  from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
   workdir = evaluated['workdir']
-  config = train.load_run_config(workdir)
-  nets, _ = train.load_generators(config, workdir)
-  with train.dtype_policy('mixed_bfloat16'):
+  nets, _, config = run_dir.restore_generators(workdir)
+  with networks.dtype_policy('mixed_bfloat16'):
     mixed = networks.build_cyclegan(config.model, with_discriminators=False)
   for name in ('G_A', 'G_B'):
     mixed[name].set_weights(nets[name].get_weights())
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(evaluate, '_keras_cache_candidates', lambda: [])
-    metrics = evaluate.evaluate_generators(config, workdir, mixed['G_A'], mixed['G_B'], 30,
-                                           pictures=False)
+    mp.setattr(inception, 'keras_cache_candidates', lambda: [])
+    evaluator = evaluate.Evaluator(config, input_pipeline.InputPipeline(config), workdir)
+    metrics = evaluator.run(mixed['G_A'], mixed['G_B'], 30, pictures=False)
   with open(os.path.join(workdir, 'eval', '30', 'metrics.json')) as f:
     assert json.load(f) == metrics
   assert metrics['step'] == 30 and set(metrics) == set(evaluated['metrics'])

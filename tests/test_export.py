@@ -241,32 +241,22 @@ def test_next_version_and_resolve_version_dir(tmp_path):
     export.load_serving_model(str(tmp_path / 'missing'))
 
 
-def test_pad_to_multiple_matches_numpy_reflect_for_any_size():
-  for height, width in [(20, 28), (21, 30), (1, 1), (2, 3), (3, 7), (5, 1)]:
-    x = _images((1, height, width, 2), seed=height * 31 + width)
-    padded, box = export.pad_to_multiple(tf.constant(x), 4, min_size=8)
-    expected, expected_box = export.reflect_pad_numpy(x[0], 4, min_size=8)
-    assert padded.shape[1] == max(8, -(-height // 4) * 4)
-    assert padded.shape[2] == max(8, -(-width // 4) * 4)
-    np.testing.assert_array_equal(padded.numpy()[0], expected)
-    assert tuple(int(v) for v in box) == expected_box
-    np.testing.assert_array_equal(export.crop_padding(padded, box).numpy(), x)
-  # Below the size limit of tf.pad's REFLECT mode the two agree.
-  x = _images((1, 9, 10, 3))
-  padded, _ = export.pad_to_multiple(tf.constant(x), 4)
-  np.testing.assert_array_equal(
-      padded.numpy(), tf.pad(x, [[0, 0], [1, 2], [1, 1], [0, 0]], mode='REFLECT').numpy())
-
-
-def test_generator_helpers():
-  resnet = networks.define_G(3, 3, 2, 'resnet_6blocks', seed=0)
-  assert export.size_multiple_of(resnet) == 4 and export.minimum_size(resnet, 4) == 8
+def test_export_helpers():
   g = networks.define_G(3, 3, 2, 'unet_128', name='G_A', seed=0)
-  assert export.size_multiple_of(g) == 128 and export.minimum_size(g, 128) == 128
-  assert export.as_float32(g) is g
-  assert export.norm_layer_widths(g)[:3] == [4, 8, 16]
   with pytest.raises(KeyError, match='G_B'):
     export.export_generators({'G_A': g}, '/nonexistent', _config())
+
+
+def test_export_of_a_run_records_the_runs_own_architecture(trained_run, tmp_path):
+  """--mode=export on a run without --config: the command line's default netG
+  (resnet_9blocks) must not reach the metadata; the run's resnet_6blocks does."""
+  _, workdir = trained_run
+  paths = export.export_run(_config(), workdir, export_dir=str(tmp_path / 'export'))
+  for name, path in paths.items():
+    with open(os.path.join(path, export.METADATA_PATH)) as f:
+      meta = json.load(f)
+    assert meta['netG'] == 'resnet_6blocks' and meta['step'] == 24, name
+    assert meta['norm_layer_widths'][:2] == [4, 8]
 
 
 def _config():

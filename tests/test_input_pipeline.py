@@ -1,5 +1,6 @@
-"""Tests for cyclegan_tf/input_pipeline.py: folder / tfds / synthetic sources, the reference's
-preprocessing, skipping corrupt files, and exact resume (a pure function of config, epoch, step).
+"""Tests for the input pipeline and its parts (input_pipeline, data_sources, preprocessing):
+folder / tfds / synthetic sources, the reference's preprocessing, skipping corrupt files, and
+exact resume (a pure function of config, epoch, step).
 
 Tiny images (16-48 px) in tmp_path; nothing reaches the network (tfds runs its real builder on a
 local zip).
@@ -16,13 +17,7 @@ from PIL import Image
 import pytest
 
 from cyclegan_tf import input_pipeline as ip
-
-
-@pytest.fixture(autouse=True)
-def _fresh_pipelines():
-  ip.clear_cache()
-  yield
-  ip.clear_cache()
+from cyclegan_tf import preprocessing
 
 
 def _save(path, array, fmt=None, **kwargs):
@@ -72,13 +67,13 @@ def _to_float(array):
 def test_missing_root(default_config, tmp_path):
   config = _folder_config(default_config, tmp_path / 'nowhere')
   with pytest.raises(ip.DataError, match='nowhere.*trainA, trainB, testA and testB'):
-    ip.steps_per_epoch(config)
+    ip.InputPipeline(config).steps_per_epoch
 
 
 def test_missing_trainb(default_config, tmp_path):
   root = _make_folder(tmp_path, {'trainA': 2, 'testA': 1, 'testB': 1})
   with pytest.raises(ip.DataError, match=f'Missing folder {os.path.join(root, "trainB")}'):
-    ip.train_dataset(_folder_config(default_config, root), epoch=0)
+    ip.InputPipeline(_folder_config(default_config, root)).train_dataset(0)
 
 
 def test_empty_testa(default_config, tmp_path):
@@ -86,21 +81,21 @@ def test_empty_testa(default_config, tmp_path):
   os.makedirs(tmp_path / 'testA' / 'sub')
   (tmp_path / 'testA' / 'notes.txt').write_text('not an image')
   with pytest.raises(ip.DataError, match=f'{os.path.join(root, "testA")} holds no image files'):
-    ip.get_pipeline(_folder_config(default_config, root))
+    ip.InputPipeline(_folder_config(default_config, root))
 
 
 def test_crop_larger_than_image(default_config, tmp_path):
   root = _make_folder(tmp_path, size=(12, 30))
   config = _folder_config(default_config, root, preprocess='crop')
   with pytest.raises(ip.DataError, match='12x30.*smaller than config.data.crop_size=16'):
-    ip.get_pipeline(config)
+    ip.InputPipeline(config)
 
 
 def test_crop_size_must_suit_generator(default_config, tmp_path):
   root = _make_folder(tmp_path)
   config = _folder_config(default_config, root, crop_size=18)
   with pytest.raises(ip.DataError, match='crop_size=18.*multiples of 4'):
-    ip.get_pipeline(config)
+    ip.InputPipeline(config)
 
 
 # --- corrupt files ------------------------------------------------------------------------------
@@ -116,15 +111,15 @@ def test_corrupt_jpeg_is_skipped_with_a_warning(default_config, tmp_path, caplog
     f.write(b'hello')
   config = _folder_config(default_config, root)
   with caplog.at_level(std_logging.WARNING):
-    info = ip.dataset_info(config)
+    info = ip.InputPipeline(config).info
   messages = '\n'.join(r.getMessage() for r in caplog.records)
   assert f'Skipping {bad}' in messages
   assert 'zz.png' in messages
   assert 'Skipped 1 of 4 files' in messages and 'Skipped 1 of 4 files' in messages
   assert info.train_size == {'A': 3, 'B': 3}
   assert set(info.skipped) == {bad, os.path.join(root, 'trainB', 'zz.png')}
-  batches = _batches(ip.train_dataset(config, epoch=0, with_indices=True))
-  assert len(batches) == 3 == ip.steps_per_epoch(config)  # the epoch completes
+  batches = _batches(ip.InputPipeline(config).train_dataset(0, with_indices=True))
+  assert len(batches) == 3 == ip.InputPipeline(config).steps_per_epoch  # the epoch completes
   assert all(np.isfinite(b['A']).all() for b in batches)
 
 
@@ -163,9 +158,9 @@ def test_formats_decode_to_float_channels(default_config, tmp_path, input_nc):
   config.model.input_nc = input_nc
   assert os.path.getsize(tmp_path / 'testA' / 'c_16bit.png') > 0
   assert Image.open(tmp_path / 'testA' / 'c_16bit.png').mode.startswith('I')
-  names = [os.path.basename(n) for n in ip.test_names(config, 'A')]
+  names = [os.path.basename(n) for n in ip.InputPipeline(config).test_names('A')]
   assert names == sorted(expected)
-  arrays = ip.load_test_arrays(config, 'A')
+  arrays = ip.InputPipeline(config).load_test_arrays('A')
   assert arrays.shape == (5, 16, 16, input_nc) and arrays.dtype == np.float32
   assert arrays.min() >= -1.0 and arrays.max() <= 1.0
   for name, image in zip(names, arrays):
@@ -173,14 +168,14 @@ def test_formats_decode_to_float_channels(default_config, tmp_path, input_nc):
     want = rgb if input_nc == 3 else [rgb @ [0.2989, 0.5870, 0.1140]]
     np.testing.assert_allclose(image.reshape(-1, input_nc).mean(0), np.array(want) / 127.5 - 1,
                                atol=1.5 / 127.5, err_msg=name)
-  assert ip.train_dataset(config, 0).element_spec['A'].shape == (1, 16, 16, input_nc)
-  assert ip.train_dataset(config, 0).element_spec['B'].shape == (1, 16, 16, 3)
+  assert ip.InputPipeline(config).train_dataset(0).element_spec['A'].shape == (1, 16, 16, input_nc)
+  assert ip.InputPipeline(config).train_dataset(0).element_spec['B'].shape == (1, 16, 16, 3)
 
 
 def test_resize_matches_pil_bicubic():
   image = _noise(3, 37, 53)
   for size in [(20, 20), (64, 80), (37, 30), (16, 53)]:
-    ours = ip.resize_like_pil(image.astype(np.float32) / 255.0, size).numpy()
+    ours = preprocessing.resize_like_pil(image.astype(np.float32) / 255.0, size).numpy()
     pil = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BICUBIC))
     diff = np.abs(ours.astype(int) - pil.astype(int))
     assert ours.shape == pil.shape
@@ -190,7 +185,7 @@ def test_resize_matches_pil_bicubic():
 # --- sizes ---------------------------------------------------------------------------------------
 
 def test_resized_and_output_sizes():
-  f = ip.resized_size
+  f = preprocessing.resized_size
   assert f(30, 45, 'none', 0, 0, 4) == (32, 44)  # round(7.5) = 8, round(11.25) = 11
   assert f(180, 180, 'resize_and_crop', 143, 128, 4) == (143, 143)
   assert f(100, 200, 'crop', 143, 128, 4) == (100, 200)
@@ -199,15 +194,15 @@ def test_resized_and_output_sizes():
   assert f(100, 400, 'scale_width_and_crop', 64, 32, 4) == (32, 64)  # at least crop_size
   assert f(150, 200, 'scale_width', 62, 32, 4) == (48, 64)  # 46.5 -> 46 -> 48; 62 -> 64
   assert f(30, 45, 'none', 0, 0, 128) == (128, 128)
-  assert ip.output_size(300, 200, 'scale_width_and_crop', 64, 32, 4) == (32, 32)
+  assert preprocessing.output_size(300, 200, 'scale_width_and_crop', 64, 32, 4) == (32, 32)
 
 
 def test_preprocess_none_makes_multiple_of_4(default_config, tmp_path):
   root = _make_folder(tmp_path, size=(30, 45))
   config = _folder_config(default_config, root, preprocess='none', no_flip=True)
-  batch = next(iter(ip.train_dataset(config, 0)))
+  batch = next(iter(ip.InputPipeline(config).train_dataset(0)))
   assert batch['A'].shape == (1, 32, 44, 3)
-  assert ip.load_test_arrays(config, 'B').shape == (2, 32, 44, 3)
+  assert ip.InputPipeline(config).load_test_arrays('B').shape == (2, 32, 44, 3)
 
 
 def test_batch_needs_equal_sizes(default_config, tmp_path):
@@ -216,9 +211,9 @@ def test_batch_needs_equal_sizes(default_config, tmp_path):
   config = _folder_config(default_config, root, preprocess='none')
   config.train.batch_size = 2
   with pytest.raises(ip.DataError, match='batch_size=2 needs equal image sizes.*wide.png'):
-    ip.get_pipeline(config)
+    ip.InputPipeline(config)
   config.train.batch_size = 1  # batch 1 takes any size
-  shapes = {b['A'].shape for b in _batches(ip.train_dataset(config, 0))}
+  shapes = {b['A'].shape for b in _batches(ip.InputPipeline(config).train_dataset(0))}
   assert shapes == {(1, 20, 24, 3), (1, 20, 40, 3)}
 
 
@@ -231,7 +226,7 @@ def test_crop_and_flip(default_config, tmp_path):
   for no_flip in (False, True):
     config = _folder_config(default_config, root, preprocess='crop', no_flip=no_flip)
     flips, offsets = [], set()
-    for batch in _batches(ip.train_dataset(config, 0, with_indices=True)):
+    for batch in _batches(ip.InputPipeline(config).train_dataset(0, with_indices=True)):
       image = batch['A'][0]
       assert image.shape == (16, 16, 3)
       source = originals[batch['A_index'][0]]
@@ -251,10 +246,10 @@ def test_resize_and_crop_shapes(default_config, tmp_path):
   root = _make_folder(tmp_path, size=(30, 45))
   config = _folder_config(default_config, root, load_size=24, crop_size=16)
   config.train.batch_size = 2
-  batch = next(iter(ip.train_dataset(config, 0)))
+  batch = next(iter(ip.InputPipeline(config).train_dataset(0)))
   assert batch['A'].shape == (2, 16, 16, 3) and batch['B'].shape == (2, 16, 16, 3)
-  assert ip.dataset_info(config).image_shape == {'A': (16, 16, 3), 'B': (16, 16, 3)}
-  test = ip.load_test_arrays(config, 'A')  # test: straight to crop_size, no crop
+  assert ip.InputPipeline(config).info.image_shape == {'A': (16, 16, 3), 'B': (16, 16, 3)}
+  test = ip.InputPipeline(config).load_test_arrays('A')  # test: straight to crop_size, no crop
   assert test.shape == (2, 16, 16, 3)
   pil = np.asarray(Image.open(os.path.join(root, 'testA', 'testA_00.png')).resize(
       (16, 16), Image.BICUBIC))
@@ -267,26 +262,26 @@ def test_steps_per_epoch_and_max_dataset_size(default_config, tmp_path):
   root = _make_folder(tmp_path, {'trainA': 7, 'trainB': 3, 'testA': 4, 'testB': 1})
   config = _folder_config(default_config, root)
   config.train.batch_size = 2
-  assert ip.steps_per_epoch(config) == 3  # max(7, 3) // 2
-  assert len(_batches(ip.train_dataset(config, 0))) == 3
+  assert ip.InputPipeline(config).steps_per_epoch == 3  # max(7, 3) // 2
+  assert len(_batches(ip.InputPipeline(config).train_dataset(0))) == 3
   config.data.max_dataset_size = 4
-  info = ip.dataset_info(config)
+  info = ip.InputPipeline(config).info
   assert info.train_size == {'A': 4, 'B': 3} and info.steps_per_epoch == 2
   assert [os.path.basename(n) for n in info.train_names['A']] == [
       f'trainA_{i:02d}.png' for i in range(4)]
-  assert len(ip.test_names(config, 'A')) == 4
+  assert len(ip.InputPipeline(config).test_names('A')) == 4
 
 
 def test_epoch_order(default_config, tmp_path):
   root = _make_folder(tmp_path, {'trainA': 6, 'trainB': 4, 'testA': 1, 'testB': 1})
   config = _folder_config(default_config, root)
-  pipeline = ip.get_pipeline(config)
+  pipeline = ip.InputPipeline(config)
   plan = pipeline.epoch_plan(0)
   assert sorted(plan['A']) == list(range(6))  # a permutation of A
   assert plan['A'].tolist() != list(range(6))
   assert plan['B'].min() >= 0 and plan['B'].max() < 4
   config.data.serial_batches = True
-  plan = ip.get_pipeline(config).epoch_plan(3)
+  plan = ip.InputPipeline(config).epoch_plan(3)
   assert plan['A'].tolist() == list(range(6))
   assert plan['B'].tolist() == [0, 1, 2, 3, 0, 1]
 
@@ -295,11 +290,11 @@ def test_direction_btoa_swaps(default_config, tmp_path):
   root = _make_folder(tmp_path, {'trainA': 5, 'trainB': 3, 'testA': 2, 'testB': 1})
   config = _folder_config(default_config, root, direction='BtoA')
   config.model.input_nc = 1
-  info = ip.dataset_info(config)
+  info = ip.InputPipeline(config).info
   assert info.train_size == {'A': 3, 'B': 5}
   assert all('/trainB/' in n for n in info.train_names['A'])
-  assert len(ip.test_names(config, 'A')) == 1 and '/testB/' in ip.test_names(config, 'A')[0]
-  batch = next(iter(ip.train_dataset(config, 0)))
+  assert len(ip.InputPipeline(config).test_names('A')) == 1 and '/testB/' in ip.InputPipeline(config).test_names('A')[0]
+  batch = next(iter(ip.InputPipeline(config).train_dataset(0)))
   assert batch['A'].shape[-1] == 1 and batch['B'].shape[-1] == 3
 
 
@@ -309,25 +304,24 @@ def test_determinism_and_resume(default_config, tmp_path):
   root = _make_folder(tmp_path, {'trainA': 9, 'trainB': 5, 'testA': 1, 'testB': 1})
   config = _folder_config(default_config, root)
   config.train.batch_size = 2
-  full = _batches(ip.train_dataset(config, 1, with_indices=True))
+  full = _batches(ip.InputPipeline(config).train_dataset(1, with_indices=True))
   assert len(full) == 4
-  again = _batches(ip.train_dataset(config, 1, with_indices=True))
+  again = _batches(ip.InputPipeline(config).train_dataset(1, with_indices=True))
   for a, b in zip(full, again):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
-  other = _batches(ip.train_dataset(config, 2))
+  other = _batches(ip.InputPipeline(config).train_dataset(2))
   assert any(not np.array_equal(a['A'], b['A']) for a, b in zip(full, other))
   # Resume from step 2 in a fresh process state, with other parallelism: batches 2.. exactly.
-  ip.clear_cache()
   config.data.num_parallel_calls = 1
-  resumed = _batches(ip.train_dataset(config, 1, start_step=2, with_indices=True))
+  resumed = _batches(ip.InputPipeline(config).train_dataset(1, start_step=2, with_indices=True))
   assert len(resumed) == 2
   for a, b in zip(full[2:], resumed):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
-  assert _batches(ip.train_dataset(config, 1, start_step=4)) == []
+  assert _batches(ip.InputPipeline(config).train_dataset(1, start_step=4)) == []
   with pytest.raises(ValueError, match='start_step=5'):
-    ip.train_dataset(config, 1, start_step=5)
+    ip.InputPipeline(config).train_dataset(1, start_step=5)
 
 
 @pytest.mark.parametrize('preprocess', ['resize_and_crop', 'crop'])
@@ -338,10 +332,10 @@ def test_cache_gives_identical_batches(default_config, tmp_path, preprocess):
   _save(os.path.join(root, 'trainA', 'other_size.png'), _noise(50, 21, 17))  # cache offsets
   config = _folder_config(default_config, root, load_size=24, crop_size=16,
                           preprocess=preprocess)
-  plain = _batches(ip.train_dataset(config, 0))
+  plain = _batches(ip.InputPipeline(config).train_dataset(0))
   config.data.cache = True
-  cached = _batches(ip.train_dataset(config, 0))
-  assert ip.get_pipeline(config).train['A']._cache is not None  # pylint: disable=protected-access
+  cached = _batches(ip.InputPipeline(config).train_dataset(0))
+  assert ip.InputPipeline(config).train['A']._cache is not None  # pylint: disable=protected-access
   assert len(plain) == len(cached) == 5
   for a, b in zip(plain, cached):
     np.testing.assert_array_equal(a['A'], b['A'])
@@ -354,14 +348,13 @@ def test_folder_pairs(default_config, tmp_path):
     _save(os.path.join(root, 'testA', f'p{i}.png'), _noise(10 + i, 16, 16))
     _save(os.path.join(root, 'testB', f'p{i}.jpg'), _noise(20 + i, 16, 16))
   config = _folder_config(default_config, root, load_size=16, crop_size=16)
-  pairs = ip.paired_test_set(config)
+  pairs = ip.InputPipeline(config).paired_test_set()
   assert pairs.a.shape == pairs.b_true.shape == (3, 16, 16, 3)
   np.testing.assert_allclose(pairs.a[1], _to_float(_noise(11, 16, 16)), atol=1e-6)
-  image, name = next(iter(ip.test_dataset(config, 'B', with_names=True)))
+  image, name = next(iter(ip.InputPipeline(config).test_dataset('B', with_names=True)))
   assert image.shape == (16, 16, 3) and name.numpy().decode().endswith('testB/p0.jpg')
   os.remove(os.path.join(root, 'testB', 'p2.jpg'))
-  ip.clear_cache()
-  assert ip.paired_test_set(config) is None
+  assert ip.InputPipeline(config).paired_test_set() is None
 
 
 # --- synthetic_seasons ---------------------------------------------------------------------------
@@ -374,17 +367,17 @@ def test_synthetic_seasons(default_config):
   config.data.synthetic_train_size = 6
   config.data.synthetic_test_size = 3
   config.train.batch_size = 2
-  assert ip.steps_per_epoch(config) == 3
-  batches = _batches(ip.train_dataset(config, 0))
+  assert ip.InputPipeline(config).steps_per_epoch == 3
+  batches = _batches(ip.InputPipeline(config).train_dataset(0))
   assert len(batches) == 3
   assert batches[0]['A'].shape == (2, 32, 32, 3) and batches[0]['B'].shape == (2, 32, 32, 3)
   assert -1.0 <= batches[0]['A'].min() and batches[0]['A'].max() <= 1.0
-  pairs = ip.paired_test_set(config)
+  pairs = ip.InputPipeline(config).paired_test_set()
   assert pairs.a.shape == pairs.b_true.shape == (3, 32, 32, 3)
-  np.testing.assert_array_equal(pairs.a, ip.load_test_arrays(config, 'A'))
+  np.testing.assert_array_equal(pairs.a, ip.InputPipeline(config).load_test_arrays('A'))
   assert np.abs(pairs.a - pairs.b_true).mean() > 0.05  # summer vs its winter render
   config.data.direction = 'BtoA'
-  swapped = ip.paired_test_set(config)
+  swapped = ip.InputPipeline(config).paired_test_set()
   np.testing.assert_array_equal(swapped.a, pairs.b_true)
   np.testing.assert_array_equal(swapped.b_true, pairs.a)
 
@@ -423,15 +416,15 @@ def test_tfds_offline_real_builder(default_config, tmp_path, monkeypatch):
   config.data.load_size = 20
   config.data.crop_size = 16
   config.train.batch_size = 2
-  info = ip.dataset_info(config)
+  info = ip.InputPipeline(config).info
   assert info.train_size == {'A': 3, 'B': 5} and info.steps_per_epoch == 2
-  batches = _batches(ip.train_dataset(config, 0, start_step=1))
+  batches = _batches(ip.InputPipeline(config).train_dataset(0, start_step=1))
   assert len(batches) == 1 and batches[0]['A'].shape == (2, 16, 16, 3)
-  assert ip.load_test_arrays(config, 'A').shape == (2, 16, 16, 3)
-  assert ip.paired_test_set(config) is None
+  assert ip.InputPipeline(config).load_test_arrays('A').shape == (2, 16, 16, 3)
+  assert ip.InputPipeline(config).paired_test_set() is None
 
   # Not prepared and offline: a clear error naming the manual download folder.
   config.data.tfds_data_dir = str(tmp_path / 'empty')
   monkeypatch.setitem(urls, 'horse2zebra', str(tmp_path / 'missing.zip'))
   with pytest.raises(ip.DataError, match=r'horse2zebra.zip.*empty/downloads/manual'):
-    ip.get_pipeline(config)
+    ip.InputPipeline(config)

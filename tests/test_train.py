@@ -19,6 +19,7 @@ import tensorflow as tf
 from conftest import REPO_ROOT, tiny_config
 from cyclegan_tf import configuration
 from cyclegan_tf import losses
+from cyclegan_tf import run_dir
 from cyclegan_tf import train
 
 
@@ -51,7 +52,7 @@ def test_run_directory_holds_everything_a_user_needs(trained_run):
   assert values['step/.ATTRIBUTES/VARIABLE_VALUE'] == 24
   pool_count = next(v for n, v in values.items() if n.startswith('pool_A') and 'num_images' in n)
   assert np.sum(pool_count) == 24  # a pool of 50 after 24 steps of one image
-  nets, step = train.load_generators(None, workdir)
+  nets, step, _ = run_dir.restore_generators(workdir)
   assert step == 24
   first_kernel = 'optimizer_G/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE'
   np.testing.assert_array_equal(nets['G_A'].trainable_variables[0].numpy(), values[first_kernel])

@@ -7,9 +7,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from cyclegan_tf import configuration
 from cyclegan_tf import export
 from cyclegan_tf import images as images_lib
 from cyclegan_tf import networks
+from cyclegan_tf import run_dir
 from cyclegan_tf import translate
 
 
@@ -144,33 +146,6 @@ def test_exported_model_tiles_like_the_keras_generator(exported_run):
 # Files.
 
 
-def test_collect_inputs_and_errors_name_the_path(tmp_path):
-  folder = tmp_path / 'in'
-  folder.mkdir()
-  a = _save(_uint8((4, 4, 3)), folder / 'a.png')
-  b = _save(_uint8((4, 4, 3)), folder / 'b.JPG', 'JPEG')
-  (folder / 'notes.txt').write_text('not an image')
-  assert translate.collect_inputs(a) == [a]
-  assert translate.collect_inputs(str(folder)) == [a, b]
-  assert translate.collect_inputs(str(folder / '*.png')) == [a]
-  missing = str(tmp_path / 'missing.png')
-  with pytest.raises(FileNotFoundError, match='missing.png'):
-    translate.collect_inputs(missing)
-  with pytest.raises(FileNotFoundError, match=r'\*\.gif'):
-    translate.collect_inputs(str(folder / '*.gif'))
-  (tmp_path / 'empty').mkdir()
-  with pytest.raises(FileNotFoundError, match='empty'):
-    translate.collect_inputs(str(tmp_path / 'empty'))
-
-
-def test_output_names_keep_base_names_and_separate_collisions():
-  names = translate.output_names(['x/a.jpg', 'x/a.png', 'x/b.jpeg', 'y/b.gif', 'z/c'])
-  assert names == {'x/a.jpg': 'a_jpg.png', 'x/a.png': 'a_png.png', 'x/b.jpeg': 'b_jpeg.png',
-                   'y/b.gif': 'b_gif.png', 'z/c': 'c.png'}
-  assert translate.output_names(['p/a.png', 'q/a.png']) == {'p/a.png': 'a.png',
-                                                             'q/a.png': 'a_1.png'}
-
-
 def test_translate_paths_from_an_export_keeps_sizes_and_names(exported_run, tmp_path):
   config = _config(exported_run, 16, 4)
   folder = tmp_path / 'in'
@@ -199,9 +174,8 @@ def test_translate_paths_from_an_export_keeps_sizes_and_names(exported_run, tmp_
 
 
 def test_translate_paths_from_a_run_uses_the_direction(exported_run, tmp_path, monkeypatch):
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(train, 'load_generators',
-                      lambda config, workdir, step=None: (exported_run.generators, 3))
+  monkeypatch.setattr(run_dir, 'restore_generators',
+                      lambda workdir, step=None, config=None: (exported_run.generators, 3, config))
   config = _config(exported_run)
   path = _save(_uint8((16, 20, 3), 6), tmp_path / 'x.png')
   summary = translate.translate_paths(config, path, str(tmp_path / 'out'), workdir='run',
@@ -219,7 +193,7 @@ def test_translate_paths_errors(exported_run, tmp_path):
                               saved_model=exported_run.export_dir)
   bad = tmp_path / 'bad.jpg'
   bad.write_bytes(b'not a jpeg')
-  with pytest.raises(RuntimeError, match='bad.jpg'):
+  with pytest.raises(configuration.DataError, match='bad.jpg: a text file'):
     translate.translate_paths(config, str(bad), str(tmp_path / 'out'), translator=_Identity())
   with pytest.raises(FileNotFoundError, match='does not exist'):
     translate.load_translator(config, saved_model=str(tmp_path / 'no_export'))

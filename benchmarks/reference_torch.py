@@ -1,9 +1,10 @@
-"""The reference CycleGAN's networks in PyTorch, rebuilt for tests (needs torch).
+"""The reference CycleGAN's networks in PyTorch, rebuilt for parity tests and side-by-side
+benchmarks (needs torch).
 
 Faithful re-implementations of the reference's classes (junyanz/pytorch-CycleGAN-and-pix2pix,
-models/networks.py), written from the design notes and FACTS.md: the same nn.Sequential layouts
-(their indices are the state-dict keys our Keras layers are named after), the same use_bias
-rule and the same in-place activations. Only the test suite imports this module.
+models/networks.py), written from the design notes: the same nn.Sequential layouts (their
+indices are the state-dict keys our Keras layers are named after), the same use_bias rule and
+the same in-place activations. The package never imports this module.
 """
 
 import functools
