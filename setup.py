@@ -8,6 +8,8 @@ setuptools.setup(
     description='CycleGAN in TensorFlow 2 / Keras 3, matching the reference PyTorch CycleGAN',
     packages=setuptools.find_packages(include=['cyclegan_tf', 'cyclegan_tf.*', 'serving',
                                                'configs']),
+    # The local server's try-it page (serving/web/), served from the installed package.
+    package_data={'serving': ['web/*.html', 'web/*.js', 'web/*.css', 'web/examples/*']},
     python_requires='>=3.11,<3.12',
     install_requires=[
         'tensorflow==2.21.0',
