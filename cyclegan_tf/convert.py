@@ -28,6 +28,7 @@ torch is optional (``pip install -e ".[convert]"``); only reading .pth files nee
 import json
 import os
 import re
+import zipfile
 
 from absl import logging
 import numpy as np
@@ -77,19 +78,28 @@ def import_torch():
 def _unreadable(pth_path, error):
   """The ConversionError for a file torch cannot load: what the file holds and what to do."""
   what = image_files.describe_file(pth_path)
+  needs_code = 'Weights only load failed' in str(error)  # a pickle that would run code
   if what.startswith('an HTML page') or 'text' in what or 'JSON' in what:
     fix = ('the download went wrong: the server sent this page instead of the model. Download '
            'it again (check the URL) or use --mode=pretrained')
+  elif what.startswith('an empty file'):
+    fix = 'the download or copy did not finish: fetch the file again'
+  elif needs_code and what.startswith(('a ZIP archive', 'a Python pickle')):
+    what = what.replace('a ZIP archive', 'a PyTorch file')
+    fix = ('a pickled object, not a state dict: loading it needs its code (e.g. torch.save(model) '
+           'of a whole network). Load it where its class exists and save model.state_dict() '
+           'instead')
+    error = type(error)()
   elif what.startswith('a ZIP archive'):
-    fix = ('a PyTorch file (a zip archive) that is truncated or damaged, e.g. an interrupted '
-           'download: download it again and compare its size with the source')
-  elif what.startswith('a Python pickle'):
-    fix = ('a pickle that needs code to load, e.g. torch.save(model) of a whole network: load it '
-           'where its class exists and save model.state_dict() instead')
+    fix = ('a PyTorch file (a zip archive) that is ' +
+           ('truncated (its end is missing)' if not zipfile.is_zipfile(pth_path) else 'damaged') +
+           ', e.g. an interrupted download: download it again and compare its size with the '
+           'source')
   else:
     fix = 'not a PyTorch file'
+  detail = (str(error).splitlines() or [''])[0][:200]
   return ConversionError(f'{pth_path} cannot be read as a PyTorch state dict: it is {what}; '
-                         f'{fix}. ({type(error).__name__}: {str(error).splitlines()[0][:200]})')
+                         f'{fix}. ({type(error).__name__}{": " + detail if detail else ""})')
 
 
 def load_state_dict(pth_path):

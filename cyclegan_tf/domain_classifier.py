@@ -157,12 +157,13 @@ def as_input(images, size):
   return images_lib.resize_array(images_lib.rgb_array(images), (size, size))
 
 
-def _training_images(pipeline, count):
-  """Up to `count` training images per domain from epoch 0 of the training pipeline."""
+def _training_inputs(pipeline, count, size):
+  """Classifier inputs [n, size, size, 3] of up to `count` training images per domain, from
+  epoch 0 of the training pipeline (images may differ in size: each is resized)."""
   got = {'A': [], 'B': []}
   for batch in pipeline.train_dataset(0).as_numpy_iterator():
     for domain in got:
-      got[domain].extend(batch[domain])
+      got[domain].extend(as_input(image[None], size)[0] for image in batch[domain])
     if len(got['A']) >= count:
       break
   return {d: np.stack(v[:count]) for d, v in got.items()}
@@ -185,8 +186,8 @@ def load_or_train(workdir, pipeline, size, train_images=500, epochs=5, seed=0, w
       logging.warning('Cannot load %s (%s: %s): training a new domain classifier.', path,
                       type(e).__name__, e)
   start = time.perf_counter()
-  images = _training_images(pipeline, train_images)
-  a, b = (as_input(images[d], size) for d in ('A', 'B'))
+  inputs = _training_inputs(pipeline, train_images, size)
+  a, b = inputs['A'], inputs['B']
   model = train_domain_classifier(a, b, epochs=epochs, seed=seed)
   train_acc = 0.5 * (classifier_share(model, a, 'A') + classifier_share(model, b, 'B'))
   elapsed = time.perf_counter() - start

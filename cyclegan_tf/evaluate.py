@@ -75,6 +75,7 @@ from cyclegan_tf import inference
 from cyclegan_tf import input_pipeline
 from cyclegan_tf import metrics as metrics_lib
 from cyclegan_tf import plots
+from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import reports
 from cyclegan_tf import run_dir
 
@@ -154,17 +155,26 @@ class Translations:
 
 def translate_test_data(data, G_A, G_B):
   """Both generators on the test data, both cycles, and on the paired inputs (Translations)."""
-  predict = inference.predict
+  p = data.paired
+  extra_a = p is not None and not (p.a.shape == data.a.shape and np.array_equal(p.a, data.a))
+  extra_b = p is not None and not (p.b_true.shape == data.b.shape and
+                                   np.array_equal(p.b_true, data.b))
+  total = 2 * (len(data.a) + len(data.b)) + (len(p.a) if extra_a else 0) + (
+      len(p.b_true) if extra_b else 0)
+  progress = progress_lib.Progress('Evaluation: translated', total)
+
+  def predict(generator, images):
+    out = inference.predict(generator, images)
+    progress.update(len(images))
+    return out
+
   fake_b = predict(G_A, data.a)
   fake_a = predict(G_B, data.b)
   out = Translations(fake_b=fake_b, rec_a=predict(G_B, fake_b), fake_a=fake_a,
                      rec_b=predict(G_A, fake_a))
-  if data.paired is not None:
-    p = data.paired
-    same_a = p.a.shape == data.a.shape and np.array_equal(p.a, data.a)
-    out.paired_fake_b = fake_b if same_a else predict(G_A, p.a)
-    same_b = p.b_true.shape == data.b.shape and np.array_equal(p.b_true, data.b)
-    out.paired_fake_a = fake_a if same_b else predict(G_B, p.b_true)
+  if p is not None:
+    out.paired_fake_b = predict(G_A, p.a) if extra_a else fake_b
+    out.paired_fake_a = predict(G_B, p.b_true) if extra_b else fake_a
   return out
 
 

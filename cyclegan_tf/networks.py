@@ -31,6 +31,33 @@ def dtype_policy(name):
     keras.mixed_precision.set_global_policy(previous)
 
 
+class LeakyReLU(layers.LeakyReLU):
+  """keras' LeakyReLU whose gradient, in training, reads its output instead of its input.
+
+  max(x, a x) has the gradient 1 where the output is positive and `a` elsewhere, so the output
+  tells it (as ReluGrad uses Relu's output). TF's own LeakyReluGrad reads the input, which
+  after a conv with a bias is the BiasAdd that grappler's remapper fuses away: it then aborts
+  the whole pass ("remapper failed: ... fanout ... LeakyReluGrad exist for missing node
+  .../BiasAdd") and the train step runs without any fused conv. Same values, same gradients.
+  """
+
+  def call(self, inputs, training=None):
+    if not training:
+      return super().call(inputs)
+    alpha = self.negative_slope
+
+    @tf.custom_gradient
+    def leaky_relu(x):
+      y = tf.nn.leaky_relu(x, alpha)
+
+      def grad(dy):
+        return dy * tf.where(y > 0, tf.ones_like(dy), tf.fill(tf.shape(dy),
+                                                               tf.cast(alpha, dy.dtype)))
+      return y, grad
+
+    return leaky_relu(inputs)
+
+
 class ReflectionPadding2D(layers.Layer):
   """PyTorch's ReflectionPad2d (no border repeat), which Keras has no layer for."""
 
@@ -305,7 +332,7 @@ def _unet_generator(f, input_nc, output_nc, num_downs, ngf, use_dropout, name):
       y = layers.ReLU()(y)
       y = f.conv_transpose(y, outer_nc, 4, f'{prefix}.3', bias=True)
       return layers.Activation('tanh', dtype='float32')(y)
-    y = layers.LeakyReLU(0.2)(x)
+    y = LeakyReLU(0.2)(x)
     y = f.conv(y, inner_nc, 4, 2, 1, f'{prefix}.1')
     if innermost:
       y = layers.ReLU()(y)
@@ -353,7 +380,7 @@ def define_D(input_nc, ndf, netD, n_layers_D=3, norm='instance', init_type='norm
   """A discriminator by the reference's name: PatchGAN (basic, n_layers) or PixelGAN."""
   f = _LayerFactory(norm, init_type, init_gain, seed)
   inputs = keras.Input((None, None, input_nc), name='images')
-  lrelu = functools.partial(layers.LeakyReLU, 0.2)
+  lrelu = functools.partial(LeakyReLU, 0.2)
   if netD in ('basic', 'n_layers'):
     n_layers = 3 if netD == 'basic' else n_layers_D
     x = lrelu()(f.conv(inputs, ndf, 4, 2, 1, 'model.0', bias=True))

@@ -21,6 +21,7 @@ import time
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
@@ -31,6 +32,7 @@ from cyclegan_tf import init_from
 from cyclegan_tf import input_pipeline
 from cyclegan_tf import plots
 from cyclegan_tf import precision as precision_lib
+from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
 from cyclegan_tf import trainer as trainer_lib
 
@@ -96,19 +98,13 @@ def total_steps(config, steps_per_epoch):
   return min(total, c.max_steps) if c.max_steps else total
 
 
-def _format_duration(seconds):
-  seconds = int(max(seconds, 0))
-  days, rest = divmod(seconds, 86400)
-  clock = time.strftime('%H:%M:%S', time.gmtime(rest))
-  return f'{days}d {clock}' if days else clock
-
-
 class _Progress:
   """images/s and ETA between log lines. The clock starts once the first step of this process
   (which traces the graph) has finished, so tracing never counts as training time."""
 
-  def __init__(self, batch_size):
+  def __init__(self, batch_size, clock=time.time):
     self.batch_size = batch_size
+    self.clock = clock
     self.start = None
     self.steps = 0
 
@@ -121,11 +117,11 @@ class _Progress:
 
   def pause(self):
     """Restarts the interval: keeps what follows (evaluation, saving) out of images/s."""
-    self.start, self.steps = time.time(), 0
+    self.start, self.steps = self.clock(), 0
 
   def interval(self):
     """(images/s, seconds per step) of the interval, or (None, None) if it has no step."""
-    seconds_per_step = (time.time() - self.start) / self.steps if self.steps else None
+    seconds_per_step = (self.clock() - self.start) / self.steps if self.steps else None
     return (self.batch_size / seconds_per_step if seconds_per_step else None), seconds_per_step
 
 
@@ -134,7 +130,7 @@ def _log(trainer, writer, step, total, epoch, lr, progress):
   means = trainer.fetch_losses()
   speed, seconds_per_step = progress.interval()
   progress.pause()
-  eta = _format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
+  eta = progress_lib.format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
   logging.info('step %d/%d epoch %d  %s  lr %.2e  %s images/s  ETA %s', step, total, epoch + 1,
                ' '.join(f'{k} {v:.3f}' for k, v in means.items()), lr,
                f'{speed:.2f}' if speed else '?', eta)
@@ -147,12 +143,24 @@ def _log(trainer, writer, step, total, epoch, lr, progress):
       tf.summary.scalar('images_per_sec', speed)
 
 
+def _first_test_images(pipeline, domain, count):
+  """Up to `count` test images of a domain that share the first one's size (preprocess none /
+  scale_width keep each image's own size; a batch needs one)."""
+  found = []
+  for image in pipeline.test_dataset(domain).as_numpy_iterator():
+    if not found or image.shape == found[0].shape:
+      found.append(image)
+    if len(found) == count:
+      break
+  return found
+
+
 def _fixed_samples(pipeline, count=SAMPLE_IMAGES):
   """A few test images per domain for image summaries and sample grids."""
-  a = pipeline.load_test_arrays('A', max_images=count)
-  b = pipeline.load_test_arrays('B', max_images=count)
+  a = _first_test_images(pipeline, 'A', count)
+  b = _first_test_images(pipeline, 'B', count)
   n = min(len(a), len(b))
-  return tf.constant(a[:n]), tf.constant(b[:n])
+  return tf.constant(np.stack(a[:n])), tf.constant(np.stack(b[:n]))
 
 
 def _write_samples(trainer, samples, writer, workdir, step, chief):
@@ -264,9 +272,13 @@ def train_and_evaluate(config, workdir):
       epoch = step // steps_per_epoch
       trainer.epoch.assign(epoch)
       lr = trainer.set_learning_rate(epoch)
-      dataset = pipeline.train_dataset(epoch, start_step=step % steps_per_epoch)
+      dataset = strategy.experimental_distribute_dataset(
+          pipeline.train_dataset(epoch, start_step=step % steps_per_epoch))
+      if None in (pipeline.train_shapes['A'], pipeline.train_shapes['B']):
+        # Images keep their own sizes: one trace for all of them, not one per size.
+        trainer.train_step.get_concrete_function(dataset.element_spec)
       batches = 0
-      for batch in strategy.experimental_distribute_dataset(dataset):
+      for batch in dataset:
         trainer.train_step(batch)
         batches += 1
         step += 1

@@ -63,8 +63,8 @@ class CycleGANTrainer:
   Args:
     config: the run's config (validated).
     strategy: the tf.distribute strategy every variable is created under.
-    image_shape_a, image_shape_b: (H, W, C) of the training images (the pools need them fixed
-      when pool_size > 0).
+    image_shape_a, image_shape_b: (H, W, C) of the training images, None (or None sides) when
+      their sizes vary; the pools need them fixed when pool_size > 0.
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (config 'auto' resolved).
     gemm_last_conv: the generators' last conv as GEMMs (fast on CPU; plain Conv2D otherwise).
   Raises ConfigError for a batch size the replicas cannot split, or for an image pool with
@@ -82,6 +82,11 @@ class CycleGANTrainer:
       raise configuration.ConfigError(
           f'config.train.batch_size={c.batch_size} (the global batch) must be a multiple of the '
           f'{replicas} replicas.')
+    # None: images of varying sizes (preprocess none / scale_width, batch 1).
+    image_shape_a = (None, None, config.model.input_nc) if image_shape_a is None else tuple(
+        image_shape_a)
+    image_shape_b = (None, None, config.model.output_nc) if image_shape_b is None else tuple(
+        image_shape_b)
     for shape in (image_shape_a, image_shape_b):
       if c.pool_size > 0 and any(d is None for d in shape):
         raise configuration.ConfigError(
@@ -90,8 +95,11 @@ class CycleGANTrainer:
             'have different sizes. Use a cropping preprocess (resize_and_crop, crop, '
             'scale_width_and_crop) or set config.train.pool_size=0.')
     self.global_batch_size = c.batch_size
-    # Examples are independent through the networks unless batch norm mixes them.
-    self.batchable = config.model.norm != 'batch'
+    # Examples are independent through the networks unless batch norm mixes them; calls join
+    # on the batch axis only when every image has one known size.
+    fixed = all(d is not None for d in image_shape_a[:2]) and (
+        tuple(image_shape_a[:2]) == tuple(image_shape_b[:2]))
+    self.batchable = config.model.norm != 'batch' and fixed
     self.loss_names = LOSS_NAMES + (PENALTY_TERMS if self._uses_penalty() else ())
     with strategy.scope(), networks.dtype_policy(precision):
       nets = networks.build_cyclegan(config.model, seed=c.seed, gemm_last_conv=gemm_last_conv)
@@ -226,7 +234,7 @@ class CycleGANTrainer:
     terms.update(self._discriminator_update(real_a, real_b, fake_a, fake_b, seed))
     return {name: self._average(value) for name, value in terms.items()}
 
-  @tf.function
+  @tf.function(reduce_retracing=True)  # one trace for images of any size (preprocess none)
   def train_step(self, batch):
     """One iteration of the reference (forward, G update, D update) on a distributed batch.
 
@@ -280,7 +288,7 @@ class CycleGANTrainer:
       self.plateau.update(total / max(count, 1.0))
     self.epoch_loss.assign([0.0, 0.0])
 
-  @tf.function
+  @tf.function(reduce_retracing=True)
   def translate_samples(self, real_a, real_b):
     """Everything the image summaries show, in inference mode: real_A, fake_B, rec_A, real_B,
     fake_A, rec_B, and the identities idt_B = G_B(A), idt_A = G_A(B) when the channel counts

@@ -12,8 +12,8 @@ from conftest import REPO_ROOT
 
 # The README's module map, lowest layer first: a module may import only from lower layers.
 LAYERS = (
-    ('images', 'image_files', 'hardware', 'losses', 'schedules', 'image_pool', 'distribute',
-     'synthetic', 'metrics'),
+    ('images', 'image_files', 'hardware', 'progress', 'losses', 'schedules', 'image_pool',
+     'distribute', 'synthetic', 'metrics'),
     ('networks', 'precision'),
     ('configuration', 'preprocessing', 'inference', 'torch_layout'),
     ('data_sources',),

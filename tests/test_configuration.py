@@ -155,3 +155,34 @@ def test_main_rejects_bad_mode_and_bad_config():
   assert result.returncode != 0
   assert 'config.model.netG' in result.stderr and 'resnet_9blocks' in result.stderr, (
       result.stderr)
+
+
+def test_a_schedule_that_trains_nothing_is_refused(default_config):
+  default_config.train.epoch_count = 201  # past 100 + 100 epochs
+  with pytest.raises(configuration.ConfigError,
+                     match=r'epoch_count=201 starts after the schedule ends: n_epochs=100 \+ '
+                     r'n_epochs_decay=100 = 200 epochs.*raise n_epochs or n_epochs_decay'):
+    configuration.validate(default_config)
+  default_config.train.epoch_count = 200  # the last epoch: one epoch to train
+  configuration.validate(default_config)
+
+
+def test_which_config_wins_on_an_existing_run(default_config):
+  """The run's config.json for architecture and data, the command line for the mode's fields."""
+  run = default_config.copy_and_resolve_references()
+  run.model.netG, run.model.ngf, run.eval.num_images = 'resnet_6blocks', 16, 8
+  del run.eval['grid_rows']  # a field added to configs/default.py after the run was saved
+  cli = default_config  # resnet_9blocks, ngf 64
+  cli.eval.num_images = 2
+  cli.data.root = '/moved/data'
+  cli.export.model_name_a2b = 'zebras'
+  merged = configuration.mode_config(run, cli, 'evaluate')
+  assert (merged.model.netG, merged.model.ngf) == ('resnet_6blocks', 16)
+  assert merged.eval.num_images == 2 and merged.eval.grid_rows == 6
+  assert merged.data.root == '/moved/data'
+  assert merged.export.model_name_a2b == 'cyclegan_a2b'  # not evaluate's to change
+  assert configuration.mode_config(run, cli, 'export').export.model_name_a2b == 'zebras'
+  assert configuration.mode_config(run, cli, 'export').data.root == ''
+  assert configuration.ignored_overrides({'model.netG', 'eval.num_images', 'data.root'},
+                                         'evaluate') == ['model.netG']
+  assert configuration.ignored_overrides({'translate.tile_size'}, 'translate') == []

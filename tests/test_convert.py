@@ -314,3 +314,34 @@ def test_main_convert_without_torch_prints_install_hint(tmp_path):
   assert 'pip install torch==2.13.0' in proc.stderr
   assert 'pip install -e ".[convert]"' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Files as people have them: what the file holds, and what to do.
+
+
+def test_files_that_are_not_state_dicts_say_what_they_are(tmp_path):
+  net = ref.define_G(3, 3, 4, 'resnet_6blocks', 'instance')
+  good = _save(net, tmp_path / 'good.pth')
+  data = open(good, 'rb').read()
+  cases = {
+      'page.pth': (b'<!DOCTYPE html><html><body>404 Not Found</body></html>',
+                   r'an HTML page.*the server sent this page instead of the model'),
+      'truncated.pth': (data[:len(data) * 2 // 5],
+                        r'a ZIP archive.*truncated \(its end is missing\).*download it again'),
+      'empty.pth': (b'', r'an empty file'),
+  }
+  for name, (contents, message) in cases.items():
+    (tmp_path / name).write_bytes(contents)
+    with pytest.raises(convert.ConversionError, match=message):
+      convert.convert_file(str(tmp_path / name), str(tmp_path / 'out'), role='G_A')
+  whole = tmp_path / 'whole_model.pth'
+  torch.save(net, str(whole))  # a pickled nn.Module: loading it would run code
+  with pytest.raises(convert.ConversionError, match=r'a PyTorch file.*pickled object.*needs its code.*state_dict\(\)'):
+    convert.convert_file(str(whole), str(tmp_path / 'out'), role='G_A')
+  several = tmp_path / 'other_repo.pth'
+  torch.save({'Gab': net.state_dict(), 'Gba': net.state_dict(), 'epoch': 3}, str(several))
+  with pytest.raises(convert.ConversionError,
+                     match=r"several networks \(Gab, Gba\).*checkpoint\['Gab'\]"):
+    convert.convert_file(str(several), str(tmp_path / 'out'), role='G_A')
+  assert not os.path.exists(tmp_path / 'out')

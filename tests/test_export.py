@@ -241,6 +241,14 @@ def test_next_version_and_resolve_version_dir(tmp_path):
     export.load_serving_model(str(tmp_path / 'missing'))
 
 
+def test_translate_image_signature_turns_phone_photos_upright(a2b_v1):
+  """The server's path (translate_image) applies EXIF orientation like the other modes."""
+  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  pngs = a2b_v1.translate_bytes([_phone_jpeg(o) for o in (1, 6, 7)])
+  for png in pngs:
+    assert tf.io.decode_png(png).shape == (32, 24, 3)  # displayed 24 x 32, stored 32 x 24
+
+
 def test_export_helpers():
   g = networks.define_G(3, 3, 2, 'unet_128', name='G_A', seed=0)
   with pytest.raises(KeyError, match='G_B'):

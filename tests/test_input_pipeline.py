@@ -428,3 +428,99 @@ def test_tfds_offline_real_builder(default_config, tmp_path, monkeypatch):
   monkeypatch.setitem(urls, 'horse2zebra', str(tmp_path / 'missing.zip'))
   with pytest.raises(ip.DataError, match=r'horse2zebra.zip.*empty/downloads/manual'):
     ip.InputPipeline(config)
+
+
+# --- the folders people have ---------------------------------------------------------------------
+
+def test_a_real_users_folder(default_config, tmp_path, caplog):
+  """Case variants, TIFF (8 / 16 bit), PPM, WebP, phone photos, and what macOS, Windows and
+  Jupyter leave behind: every image trains, nothing else does, and the rest is named."""
+  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  root = tmp_path / 'data'
+  a = root / 'trainA'
+  (a / '.ipynb_checkpoints').mkdir(parents=True)
+  _save(str(a / 'IMG_0001.JPG'), _noise(1, 32, 24), 'JPEG')
+  _save(str(a / 'Photo.Png'), _noise(2, 32, 24), 'PNG')
+  _save(str(a / 'scan.tif'), _noise(3, 32, 24), 'TIFF')
+  Image.fromarray((np.arange(32 * 24).reshape(32, 24) * 80).astype(np.uint16)).save(
+      a / 'deep.tiff')
+  _save(str(a / 'frame.ppm'), _noise(4, 32, 24), 'PPM')
+  _save(str(a / 'photo.webp'), _noise(5, 32, 24), 'WEBP')
+  (a / 'phone.jpg').write_bytes(_phone_jpeg(6))  # stored 32 wide x 24 tall, shown 24 x 32
+  _save(str(a / '.ipynb_checkpoints' / 'IMG_0001-checkpoint.jpg'), _noise(1, 32, 24), 'JPEG')
+  (a / '._IMG_0001.JPG').write_bytes(b'\x00\x05\x16\x07' + bytes(200))
+  (a / '.DS_Store').write_bytes(b'\x00\x00\x00\x01Bud1')
+  (a / 'Thumbs.db').write_bytes(b'\xd0\xcf\x11\xe0' + bytes(100))
+  (a / 'notes.txt').write_text('to sort')
+  for split in ('trainB', 'testB'):
+    _save(str(root / split / 'b.png'), _noise(9, 32, 24))
+  (root / 'testA').mkdir()
+  (root / 'testA' / 'phone.jpg').write_bytes(_phone_jpeg(8))
+  config = _folder_config(default_config, root, preprocess='none', no_flip=True)
+  with caplog.at_level(std_logging.WARNING):
+    pipeline = ip.InputPipeline(config)
+  names = sorted(os.path.basename(n) for n in pipeline.info.train_names['A'])
+  assert names == ['IMG_0001.JPG', 'Photo.Png', 'deep.tiff', 'frame.ppm', 'phone.jpg',
+                   'photo.webp', 'scan.tif']
+  assert pipeline.info.skipped == ()
+  left_out = [r.getMessage() for r in caplog.records if 'Left out' in r.getMessage()]
+  assert len(left_out) == 1 and left_out[0].startswith('Left out 5 file(s)')
+  for name in ('.ipynb_checkpoints', '._IMG_0001.JPG', '.DS_Store', 'Thumbs.db', 'notes.txt'):
+    assert name in left_out[0], name
+  # Every training image, the phone photo included, comes out at its displayed 32 x 24.
+  for batch in pipeline.train_dataset(0):
+    assert batch['A'].shape == (1, 32, 24, 3)
+  assert pipeline.load_test_arrays('A').shape == (1, 32, 24, 3)
+
+
+def test_a_domain_of_tiff_files_only(default_config, tmp_path):
+  root = _make_folder(tmp_path, {'trainA': 2, 'testA': 1, 'testB': 1})
+  for i in range(3):
+    _save(os.path.join(root, 'trainB', f'b_{i}.tif'), _noise(30 + i, 20, 24), 'TIFF')
+  pipeline = ip.InputPipeline(_folder_config(default_config, root))
+  assert pipeline.info.train_size == {'A': 2, 'B': 3}
+  assert next(iter(pipeline.train_dataset(0)))['B'].shape == (1, 16, 16, 3)
+
+
+def _tfds_config(config, data_dir):
+  config.data.dataset = 'tfds'
+  config.data.tfds_name = 'cycle_gan/horse2zebra'
+  config.data.tfds_data_dir = str(data_dir)
+  return config
+
+
+def test_tfds_manual_folder_with_a_renamed_zip_or_a_folder_is_named(default_config, tmp_path,
+                                                                    monkeypatch):
+  """Reported before any download is tried: no minutes of waiting offline."""
+  pytest.importorskip('tensorflow_datasets')
+
+  def no_network(*args, **kwargs):
+    raise AssertionError(f'test tried to reach the network: {args}')
+  monkeypatch.setattr(socket, 'create_connection', no_network)
+  manual = tmp_path / 'tfds' / 'downloads' / 'manual'
+  manual.mkdir(parents=True)
+  (manual / 'horse2zebra (1).zip').write_bytes(b'PK\x03\x04')
+  (manual / 'horse2zebra').mkdir()
+  config = _tfds_config(default_config, tmp_path / 'tfds')
+  with pytest.raises(ip.DataError, match=r"'horse2zebra' \(a folder\), 'horse2zebra \(1\).zip' "
+                     r"\(a file\).*exactly 'horse2zebra.zip': rename"):
+    ip.InputPipeline(config)
+
+
+def test_tfds_offline_fails_in_seconds_naming_the_url_and_the_folder(default_config, tmp_path,
+                                                                     monkeypatch):
+  pytest.importorskip('tensorflow_datasets')
+  cycle_gan = pytest.importorskip('tensorflow_datasets.image_classification.cycle_gan')
+  monkeypatch.setitem(cycle_gan._DL_URLS, 'horse2zebra',  # pylint: disable=protected-access
+                      'https://efrosgans.example.invalid/horse2zebra.zip')
+  tried = []
+
+  def offline(address, timeout=None):
+    tried.append((address, timeout))
+    raise OSError('Network is unreachable')
+  monkeypatch.setattr(socket, 'create_connection', offline)
+  config = _tfds_config(default_config, tmp_path / 'tfds')
+  with pytest.raises(ip.DataError, match=r'Cannot reach efrosgans.example.invalid.*'
+                     r'horse2zebra.zip.*downloads/manual'):
+    ip.InputPipeline(config)
+  assert tried == [(('efrosgans.example.invalid', 443), 5)]

@@ -614,3 +614,22 @@ def test_build_cyclegan_roles_and_channels(default_config):
   assert nets['G_B'].input_shape[-1] == 3 and nets['G_B'].output_shape[-1] == 1
   assert nets['D_A'].input_shape[-1] == 3  # judges B (output_nc) images
   assert nets['D_B'].input_shape[-1] == 1
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_leaky_relu_trains_with_the_same_values_and_gradients(dtype):
+  """Its gradient reads the output (so grappler can fuse conv + bias + LeakyRelu): equal to
+  TF's LeakyReluGrad, zero inputs included."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = tf.constant([[-2.0, -0.5, 0.0, 0.25, 3.0]], dtype)
+  layer = networks.LeakyReLU(0.2, dtype=dtype)
+  for training in (False, True):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(x)
+      ours = layer(x, training=training)
+      theirs = tf.nn.leaky_relu(x, 0.2)
+      weights = tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]], dtype)
+      loss_ours, loss_theirs = (tf.reduce_sum(y * weights) for y in (ours, theirs))
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(tape.gradient(loss_ours, x).numpy(),
+                                  tape.gradient(loss_theirs, x).numpy())

@@ -3,6 +3,7 @@
 import copy
 import glob
 import json
+import logging
 import os
 import shutil
 import signal
@@ -210,3 +211,130 @@ def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
   assert 'Received SIGTERM' in log
   stopped_at = _latest_step(workdir)
   assert f'checkpoint saved at step {stopped_at}' in log
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing a user gave is lost: valid configs run end to end, failed starts leave nothing behind,
+# side tasks never cost the training.
+
+
+class _Log(logging.Handler):
+  """Collects absl's log lines."""
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.lines = []
+
+  def emit(self, record):
+    self.lines.append(record.getMessage())
+
+  def __enter__(self):
+    self.logger = logging.getLogger('absl')
+    self.level = self.logger.level
+    self.logger.setLevel(logging.INFO)
+    self.logger.addHandler(self)
+    return self
+
+  def __exit__(self, *exc):
+    self.logger.removeHandler(self)
+    self.logger.setLevel(self.level)
+
+
+def test_gray_to_colour_run_trains_summarises_evaluates_and_exports(tmp_path):
+  """input_nc 1 -> output_nc 3 (the reference's colourisation setup, lambda_identity 0)."""
+  from cyclegan_tf import evaluate, export  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{'model.input_nc': 1, 'loss.lambda_identity': 0.0,
+                          'train.max_steps': 4, 'train.image_every_steps': 2,
+                          'train.eval_every_steps': 4, 'eval.classifier_epochs': 1})
+  workdir = str(tmp_path / 'run')
+  assert train.train_and_evaluate(config, workdir) == 4
+  assert _latest_step(workdir) == 4
+  grid = tf.io.decode_png(open(run_dir.samples_path(workdir, 4), 'rb').read())
+  assert grid.shape == (4 * 32, 6 * 32, 3)
+  with open(run_dir.metrics_path(workdir, 4)) as f:
+    metrics = json.load(f)
+  assert metrics['step'] == 4 and 'swd_a2b' in metrics and 'classifier_b2a' in metrics
+  assert 'psnr_a2b' not in metrics  # 1 vs 3 channels: no pixel-wise comparison
+  assert evaluate.evaluate(config, workdir)['step'] == 4
+  paths = export.export_run(config, workdir, export_dir=str(tmp_path / 'export'))
+  with open(os.path.join(paths['cyclegan_a2b'], export.METADATA_PATH)) as f:
+    meta = json.load(f)
+  assert (meta['input_channels'], meta['output_channels']) == (1, 3)
+
+
+def test_a_failed_start_leaves_no_run_and_the_corrected_command_runs(tmp_path):
+  workdir = str(tmp_path / 'run')
+  bad_data = tiny_config(**{'data.dataset': 'folder', 'data.root': str(tmp_path / 'none')})
+  with pytest.raises(configuration.DataError, match='is not a directory'):
+    train.train_and_evaluate(bad_data, workdir)
+  too_late = tiny_config(**{'train.epoch_count': 3})  # n_epochs 1 + n_epochs_decay 1
+  with pytest.raises(configuration.ConfigError,
+                     match=r'epoch_count=3 starts after the schedule ends.*nothing would be'):
+    train.train_and_evaluate(too_late, workdir)
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+  fixed = tiny_config(**{'model.ngf': 8, 'train.max_steps': 2})  # another architecture: fine
+  assert train.train_and_evaluate(fixed, workdir) == 2
+  assert json.load(open(os.path.join(workdir, 'config.json')))['model']['ngf'] == 8
+
+
+def test_a_pool_over_images_of_different_sizes_is_refused_at_start_up(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for split, size in [('trainA', (20, 24)), ('trainA', (24, 20)), ('trainB', (20, 24)),
+                      ('testA', (20, 24)), ('testB', (20, 24))]:
+    os.makedirs(tmp_path / 'data' / split, exist_ok=True)
+    Image.new('RGB', size[::-1]).save(tmp_path / 'data' / split / f'{size[0]}.png')
+  config = tiny_config(**{'data.dataset': 'folder', 'data.root': str(tmp_path / 'data'),
+                          'data.preprocess': 'none'})
+  with pytest.raises(configuration.ConfigError, match=r'pool_size=50.*different sizes.*'
+                     r'pool_size=0'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run' / 'config.json')
+
+
+def test_rerunning_a_finished_run_says_how_to_extend_it(trained_run, tmp_path):
+  config, finished = trained_run
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished, workdir)
+  mtime = os.stat(os.path.join(workdir, 'config.json')).st_mtime_ns
+  with _Log() as log:
+    assert train.train_and_evaluate(config, workdir) == 24
+  assert any('is complete. To train longer, rerun with a larger --config.train.n_epochs' in line
+             for line in log.lines), log.lines
+  assert os.stat(os.path.join(workdir, 'config.json')).st_mtime_ns == mtime
+  assert _latest_step(workdir) == 24
+
+
+def test_a_failing_side_task_is_logged_and_training_goes_on(tmp_path, monkeypatch):
+  def broken(*args):
+    raise RuntimeError('summary writer exploded')
+  monkeypatch.setattr(train, '_write_samples', broken)
+  config = tiny_config(**{'train.max_steps': 4, 'train.image_every_steps': 2})
+  workdir = str(tmp_path / 'run')
+  with _Log() as log:
+    assert train.train_and_evaluate(config, workdir) == 4
+  assert _latest_step(workdir) == 4
+  assert any('Sample images failed at step 2; training continues' in line
+             for line in log.lines), log.lines
+
+
+def test_images_of_their_own_sizes_train_and_evaluate(tmp_path):
+  """preprocess none (the reference's test-time mode, also used to train): every image keeps
+  its size, rounded to multiples of 4; batch 1 and no pool. Summaries and evaluation run on
+  the mixed sizes (exports take any size: tests/test_export.py)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, sizes in [('trainA', [(32, 24), (24, 36), (30, 30)]), ('trainB', [(28, 32)]),
+                       ('testA', [(32, 24), (24, 36)]), ('testB', [(28, 32), (32, 32)])]:
+    os.makedirs(tmp_path / 'data' / split)
+    for i, (h, w) in enumerate(sizes):
+      Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+          tmp_path / 'data' / split / f'{i}.png')
+  config = tiny_config(**{'data.dataset': 'folder', 'data.root': str(tmp_path / 'data'),
+                          'data.preprocess': 'none', 'train.pool_size': 0,
+                          'train.max_steps': 3, 'train.image_every_steps': 3,
+                          'train.eval_every_steps': 3, 'eval.classifier_epochs': 1})
+  workdir = str(tmp_path / 'run')
+  assert train.train_and_evaluate(config, workdir) == 3
+  assert os.path.isfile(run_dir.samples_path(workdir, 3))
+  with open(run_dir.metrics_path(workdir, 3)) as f:
+    assert json.load(f)['num_images_a'] == 2

@@ -199,3 +199,50 @@ def test_translate_paths_errors(exported_run, tmp_path):
     translate.load_translator(config, saved_model=str(tmp_path / 'no_export'))
   with pytest.raises(ValueError, match='exactly one'):
     translate.load_translator(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# What users give it: their own folder as the output, phone photos, TIFF scans.
+
+
+def _digest(folder):
+  import hashlib  # pylint: disable=g-import-not-at-top
+  return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+          for name in sorted(os.listdir(folder)) if (folder / name).is_file()}
+
+
+def test_translating_a_folder_onto_itself_is_refused_and_nothing_changes(exported_run,
+                                                                         tmp_path):
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  _save(_uint8((12, 16, 3), 1), folder / 'portrait.png')
+  _save(_uint8((12, 16, 3), 2), folder / 'holiday.jpg', 'JPEG')
+  _save(_uint8((12, 16, 3), 3), folder / 'holiday.png')
+  before = _digest(folder)
+  with pytest.raises(FileExistsError, match=r'portrait\.png.*another --output.*nothing was '
+                     'written'):
+    translate.translate_paths(_config(exported_run), str(folder), str(folder),
+                              saved_model=exported_run.export_dir)
+  assert _digest(folder) == before
+  # Into a subfolder of it nothing collides: every input stays as it was.
+  translate.translate_paths(_config(exported_run), str(folder), str(folder / 'out'),
+                            saved_model=exported_run.export_dir)
+  assert _digest(folder) == before and len(os.listdir(folder / 'out')) == 3
+
+
+def test_phone_photos_and_tiff_scans_come_back_upright_at_their_size(exported_run, tmp_path):
+  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for orientation in (1, 6, 8):
+    (folder / f'exif_{orientation}.jpg').write_bytes(_phone_jpeg(orientation))
+  _save(_uint8((14, 10, 3), 4), folder / 'scan.tif', 'TIFF')
+  _save(_uint8((6, 9, 3), 5), folder / 'frame.ppm', 'PPM')
+  out = tmp_path / 'out'
+  summary = translate.translate_paths(_config(exported_run), str(folder), str(out),
+                                      saved_model=exported_run.export_dir)
+  assert not summary['skipped']
+  for orientation in (1, 6, 8):  # displayed 24 wide x 32 tall, whatever the stored order
+    assert _read_png(out / f'exif_{orientation}.png').shape == (32, 24, 3)
+  assert _read_png(out / 'scan.png').shape == (14, 10, 3)
+  assert _read_png(out / 'frame.png').shape == (6, 9, 3)

@@ -1,0 +1,151 @@
+"""Tests for cyclegan_tf.images: every file people have decodes upright, like PIL shows it.
+
+Inputs are made here: phone photos with EXIF orientations 1-8 (all showing the same upright
+picture), TIFF (8 and 16 bit), PPM / PGM, WebP, camera MPO JPEGs.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+import pytest
+import tensorflow as tf
+
+from cyclegan_tf import images
+
+W, H = 24, 32  # displayed width and height
+
+# The PIL transpose that turns the DISPLAYED picture into the STORED pixels per orientation.
+TO_STORED = {
+    1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270,
+}
+
+
+def _displayed():
+  """Upright test picture: red bar on top, blue bar on the left, grey elsewhere."""
+  a = np.full((H, W, 3), 180, np.uint8)
+  a[:6] = (220, 30, 30)
+  a[:, :5] = (30, 40, 210)
+  return Image.fromarray(a)
+
+
+def _phone_jpeg(orientation, big_endian=False):
+  """JPEG bytes whose stored pixels need EXIF `orientation` to display as _displayed()."""
+  stored = _displayed()
+  if TO_STORED[orientation] is not None:
+    stored = stored.transpose(TO_STORED[orientation])
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  exif[0x010F] = 'PhoneMaker'  # another tag before it in the IFD
+  data = exif.tobytes()
+  if big_endian:  # Pillow writes little-endian; rebuild the same IFD big-endian by hand
+    data = (b'Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01' +
+            b'\x01\x12\x00\x03\x00\x00\x00\x01' + bytes([0, orientation, 0, 0]) + b'\x00' * 4)
+  buffer = io.BytesIO()
+  stored.save(buffer, format='JPEG', quality=95, exif=data)
+  return buffer.getvalue()
+
+
+def _decode(contents, channels=3, pillow=False):
+  return images.decode_image(tf.constant(contents), channels, pillow_fallback=pillow).numpy()
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+@pytest.mark.parametrize('pillow', [False, True])
+def test_every_exif_orientation_decodes_upright_like_pil(orientation, pillow):
+  contents = _phone_jpeg(orientation)
+  got = _decode(contents, pillow=pillow)
+  assert got.shape == (H, W, 3)
+  with Image.open(io.BytesIO(contents)) as im:
+    want = np.asarray(ImageOps.exif_transpose(im).convert('RGB'), np.float32) / 127.5 - 1
+  assert want.shape == got.shape
+  assert np.abs(got - want).mean() < 0.02  # JPEG decoders round a little differently
+  assert got[:4, 8:, 0].mean() > 0.5 and got[:4, 8:, 2].mean() < -0.5  # the red bar on top
+  assert got[10:, :3, 2].mean() > 0.5  # the blue bar on the left
+
+
+def test_exif_orientation_reads_either_byte_order_and_survives_damage():
+  for orientation in (3, 6, 8):
+    assert int(images.exif_orientation(tf.constant(_phone_jpeg(orientation, True)))) == (
+        orientation)
+  good = _phone_jpeg(6)
+  at = good.index(b'Exif\x00\x00')
+  damaged = good[:at + 6] + b'\xff' * 40 + good[at + 46:]  # offsets pointing anywhere
+  assert int(images.exif_orientation(tf.constant(damaged))) in range(1, 9)
+  for contents in (b'', b'\xff\xd8', b'\xff\xd8\xff\xe1\x00\x08Exif\x00\x00', b'plain text'):
+    assert int(images.exif_orientation(tf.constant(contents))) == 1
+  png = io.BytesIO()
+  _displayed().save(png, format='PNG')
+  assert int(images.exif_orientation(tf.constant(png.getvalue()))) == 1
+
+
+def _encoded(image, fmt, **kwargs):
+  buffer = io.BytesIO()
+  image.save(buffer, format=fmt, **kwargs)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize('fmt,kwargs', [('TIFF', {}), ('TIFF', {'compression': 'tiff_lzw'}),
+                                        ('PPM', {}), ('WEBP', {'lossless': True}),
+                                        ('PNG', {}), ('BMP', {})])
+def test_formats_people_have_decode_like_pil(fmt, kwargs):
+  rng = np.random.default_rng(0)
+  array = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+  contents = _encoded(Image.fromarray(array), fmt, **kwargs)
+  pillow_only = fmt in ('TIFF', 'PPM')
+  assert bool(images.is_pillow_only(tf.constant(contents))) == pillow_only
+  got = _decode(contents, pillow=True)
+  np.testing.assert_array_equal(np.round((got + 1) * 127.5).astype(np.uint8), array)
+  gray = _decode(contents, channels=1, pillow=True)
+  want = np.asarray(Image.fromarray(array).convert('L'), np.float32)
+  assert gray.shape == (9, 13, 1)
+  assert np.abs((gray[..., 0] + 1) * 127.5 - want).max() <= 1.0
+  if pillow_only:
+    with pytest.raises(tf.errors.InvalidArgumentError):
+      _decode(contents, pillow=False)  # SavedModels have TF's decoders only
+
+
+def test_16_bit_tiff_and_pgm_keep_their_precision():
+  deep = (np.arange(12 * 10).reshape(12, 10) * 500).astype(np.uint16)
+  got = _decode(_encoded(Image.fromarray(deep), 'TIFF'), channels=1, pillow=True)
+  np.testing.assert_allclose((got[..., 0] + 1) / 2 * 65535, deep, atol=0.02)
+  rgb = _decode(_encoded(Image.fromarray(deep), 'TIFF'), channels=3, pillow=True)
+  assert rgb.shape == (12, 10, 3)
+  pgm = np.arange(35, dtype=np.uint8).reshape(5, 7) * 7
+  got = _decode(_encoded(Image.fromarray(pgm), 'PPM'), channels=1, pillow=True)
+  np.testing.assert_array_equal(np.round((got[..., 0] + 1) * 127.5), pgm)
+
+
+def test_camera_mpo_jpeg_and_lossy_webp_decode():
+  picture = _displayed()
+  mpo = _encoded(picture, 'MPO', quality=95, save_all=True,  # a camera's 2-frame MPO
+                 append_images=[picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+  with Image.open(io.BytesIO(mpo)) as im:
+    assert im.format == 'MPO'
+  assert _decode(mpo).shape == (H, W, 3)
+  webp = _decode(_encoded(picture, 'WEBP', quality=90))
+  assert webp.shape == (H, W, 3)
+  assert np.abs(webp - (np.asarray(picture, np.float32) / 127.5 - 1)).mean() < 0.05
+
+
+def test_not_an_image_raises_invalid_argument():
+  for contents in (b'', b'hello', b'\x89PNG\r\n\x1a\n' + b'garbage'):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+      _decode(contents, pillow=True)
+  with pytest.raises(ValueError, match='channels must be 1 or 3'):
+    images.decode_image(tf.constant(b''), 2)
+
+
+def test_pixel_conversions():
+  x = np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32)[..., None]
+  assert images.uint8_rgb_array(x).shape == (1, 4, 3)
+  np.testing.assert_array_equal(images.uint8_rgb_array(x)[0, :, 0], [0, 128, 255, 255])
+  np.testing.assert_array_equal(images.to_uint8(tf.constant(x)).numpy()[0, :, 0],
+                                [0, 128, 255, 255])
+  assert images.to_unit_range(tf.constant([[0, 255]], tf.uint8)).numpy().tolist() == [[-1, 1]]
+  with Image.open(io.BytesIO(images.png_bytes(np.zeros((3, 5, 1), np.float32)))) as im:
+    assert (im.mode, im.size) == ('RGB', (5, 3))
+  assert images.resize_array(np.zeros((2, 8, 8, 3)), (4, 6)).shape == (2, 4, 6, 3)
