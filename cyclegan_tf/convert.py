@@ -126,8 +126,8 @@ def load_state_dict(pth_path):
     raise ConversionError(
         f'{pth_path} holds several networks ({", ".join(nested)}), not one state dict: another '
         'repository\'s checkpoint layout. Save each network on its own, e.g. '
-        f'torch.save(checkpoint[{nested[0]!r}], "latest_net_G_A.pth"), and convert each file '
-        'with its --role.')
+        f'torch.save(checkpoint[{nested[0]!r}], "latest_net_<ROLE>.pth") with ROLE one of G_A, '
+        'G_B, D_A, D_B, and convert each file.')
   not_tensors = sorted(str(k) for k, v in obj.items() if not torch.is_tensor(v))
   if not_tensors:
     raise ConversionError(f'{pth_path} is not a plain state dict: these entries are not '

@@ -55,9 +55,28 @@ def load_init_weights(nets, init_from_dir):
                           '\n  '.join(problems))
   for role in roles:
     path = os.path.join(init_from_dir, f'{role}.weights.h5')
-    try:
-      nets[role].load_weights(path)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ConversionError(f'init_from: cannot load {path} into {role}: {e}') from None
+    _copy_by_layer_name(_load_converted(init_from_dir, role), nets[role])
     logging.info('init_from: loaded %s from %s.', role, path)
   return roles
+
+
+def _load_converted(folder, role):
+  """The converted network exactly as --mode=convert built and saved it (<role>.json)."""
+  with open(os.path.join(folder, f'{role}.json')) as f:
+    arch = json.load(f)
+  model = torch_layout.build_network(arch, name=role)
+  path = os.path.join(folder, f'{role}.weights.h5')
+  try:
+    model.load_weights(path)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConversionError(f'init_from: cannot read {path} ({type(e).__name__}: {e}); convert '
+                          'the .pth again.') from None
+  return model
+
+
+def _copy_by_layer_name(source, target):
+  """Copies every weight layer by its name (the reference's state-dict key), so that classes
+  chosen for speed (a GEMM or a plain last conv) do not matter."""
+  for layer in target.layers:
+    if layer.weights:
+      layer.set_weights(source.get_layer(layer.name).get_weights())

@@ -131,7 +131,10 @@ def _log(trainer, writer, step, total, epoch, lr, progress):
   speed, seconds_per_step = progress.interval()
   progress.pause()
   eta = progress_lib.format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
-  logging.info('step %d/%d epoch %d  %s  lr %.2e  %s images/s  ETA %s', step, total, epoch + 1,
+  c = trainer.config.train
+  # Epochs are numbered as the reference numbers them: from epoch_count to the schedule's end.
+  logging.info('step %d/%d epoch %d/%d  %s  lr %.2e  %s images/s  ETA %s', step, total,
+               c.epoch_count + epoch, c.n_epochs + c.n_epochs_decay,
                ' '.join(f'{k} {v:.3f}' for k, v in means.items()), lr,
                f'{speed:.2f}' if speed else '?', eta)
   with writer.as_default(step=step):
@@ -312,7 +315,7 @@ def train_and_evaluate(config, workdir):
         if step >= total:
           break
       if not batches:
-        raise RuntimeError(f'Epoch {epoch + 1} produced no batch at step {step}: the dataset '
+        raise RuntimeError(f'Epoch {c.epoch_count + epoch} produced no batch at step {step}: the dataset '
                            'holds fewer images than config.train.batch_size.')
   if last_saved != step:
     _check_finite(trainer)
