@@ -7,6 +7,7 @@
   python main.py --mode=summary --config=configs/default.py
   python main.py --mode=convert --pth=horse2zebra.pth --output=converted/
   python main.py --mode=benchmark --config=configs/default.py --config.data.crop_size=128
+  python main.py --mode=pretrained --name=horse2zebra --output=models/   (--list: all names)
 
 Modes that consume a run (evaluate, export, translate) take its architecture and data from
 the run's own config.json; the command line sets only what the mode may change (see
@@ -24,7 +25,8 @@ from ml_collections import config_flags
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 _DEFAULT_CONFIG = os.path.join(_CONFIGS, 'default.py')
-MODES = ('train', 'evaluate', 'export', 'translate', 'summary', 'convert', 'benchmark')
+MODES = ('train', 'evaluate', 'export', 'translate', 'summary', 'convert', 'benchmark',
+         'pretrained')
 # Modes that read or write a run directory.
 _NEEDS_WORKDIR = ('train', 'evaluate', 'export')
 _CONSUMES_RUN = ('evaluate', 'export', 'translate')
@@ -36,7 +38,7 @@ flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, samples,
 flags.DEFINE_string('export_dir', None, 'export: where SavedModels go (default WORKDIR/export).')
 flags.DEFINE_string('input', None, 'translate: an image file, a folder or a glob.')
 flags.DEFINE_string('output', None, 'translate: output folder for PNG files named after the '
-                    'inputs (NAME.png); convert: output folder.')
+                    'inputs (NAME.png); convert, pretrained: output folder.')
 flags.DEFINE_enum('direction', 'AtoB', ('AtoB', 'BtoA'), 'translate: which generator to use.')
 flags.DEFINE_string('saved_model', None,
                     'translate: an exported or converted SavedModel instead of --workdir.')
@@ -47,6 +49,15 @@ flags.DEFINE_integer('step', None, 'evaluate / export / translate: checkpoint st
                      '(default: the latest).')
 flags.DEFINE_bool('read_dataset', False, 'benchmark: feed the configured dataset instead of '
                   'random images.')
+# --- issue 12: published models by name; edge models for translate.
+flags.DEFINE_string('name', None, 'pretrained: a published model (--list shows them), e.g. '
+                    'horse2zebra.')
+flags.DEFINE_bool('list', False, 'pretrained: print the published models and their direction.')
+flags.DEFINE_string('base_url', None, 'pretrained: download from this base URL instead of '
+                    'config.pretrained.base_url (a mirror, or a local server).')
+flags.DEFINE_string('model', None, 'translate: a SavedModel, LiteRT (.tflite) or ONNX (.onnx) '
+                    'file or folder, instead of --workdir.')
+# ---
 FLAGS = flags.FLAGS
 
 
@@ -114,9 +125,10 @@ def _is_user_error(error):
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import trainer  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
   return isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
                             configuration.DataError, torch_layout.ConversionError,
-                            trainer.NonFiniteLossError))
+                            trainer.NonFiniteLossError, runtimes.MissingRuntimeError))
 
 
 def _run_mode(mode, config):
@@ -135,13 +147,13 @@ def _run_mode(mode, config):
   elif mode == 'translate':
     if not FLAGS.input or not FLAGS.output:
       raise app.UsageError('--mode=translate needs --input and --output.')
-    if bool(FLAGS.workdir) == bool(FLAGS.saved_model):
-      raise app.UsageError('--mode=translate needs exactly one of --workdir (a run) or '
-                           '--saved_model (an export).')
+    if sum(bool(f) for f in (FLAGS.workdir, FLAGS.saved_model, FLAGS.model)) != 1:
+      raise app.UsageError('--mode=translate needs exactly one of --workdir (a run), '
+                           '--saved_model or --model (an export: SavedModel, .tflite, .onnx).')
     from cyclegan_tf import translate  # pylint: disable=g-import-not-at-top
     translate.translate_paths(config, FLAGS.input, FLAGS.output, workdir=FLAGS.workdir,
                               saved_model=FLAGS.saved_model, direction=FLAGS.direction,
-                              step=FLAGS.step)
+                              step=FLAGS.step, model=FLAGS.model)
   elif mode == 'convert':
     if not FLAGS.pth or not FLAGS.output:
       raise app.UsageError('--mode=convert needs --pth (a .pth file) and --output (a folder).')
@@ -151,8 +163,34 @@ def _run_mode(mode, config):
   elif mode == 'benchmark':
     from cyclegan_tf import benchmark  # pylint: disable=g-import-not-at-top
     benchmark.run(config, read_dataset=FLAGS.read_dataset)
+  elif mode == 'pretrained':  # --- issue 12
+    _run_pretrained(config)
+
+
+def _run_pretrained(config):
+  """--mode=pretrained: --list, or --name and --output."""
+  if FLAGS.list:
+    from cyclegan_tf import pretrained  # pylint: disable=g-import-not-at-top
+    print('\n'.join(pretrained.list_models()))
+    return
+  if not FLAGS.name or not FLAGS.output:
+    raise app.UsageError('--mode=pretrained needs --name (see --list) and --output (a folder), '
+                         'or --list.')
+  if FLAGS.base_url:
+    config.pretrained.base_url = FLAGS.base_url
+  from cyclegan_tf import pretrained  # pylint: disable=g-import-not-at-top
+  pretrained.fetch(FLAGS.name, FLAGS.output, config)
+
+
+def _quiet_tensorflow_startup():
+  """TF's C++ log level, before TF is imported: warnings off; and without an NVIDIA driver,
+  errors too, because the CUDA build of TF logs "failed call to cuInit: CUDA error" as an
+  ERROR at every start on such a machine, which is harmless there (failures still reach us as
+  Python exceptions). TF_CPP_MIN_LOG_LEVEL set by the user wins."""
+  has_nvidia_driver = os.path.exists('/proc/driver/nvidia/version')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2' if has_nvidia_driver else '3')
 
 
 if __name__ == '__main__':
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  _quiet_tensorflow_startup()
   sys.exit(app.run(main))

@@ -33,7 +33,7 @@ RESUMABLE_CHANGES = (
     'train.max_to_keep', 'train.log_every_steps', 'train.image_every_steps',
     'train.eval_every_steps', 'train.strategy', 'train.devices', 'train.init_from',
     'data.root', 'data.tfds_data_dir', 'data.cache', 'data.num_parallel_calls', 'eval', 'export',
-    'translate', 'benchmark', 'train.jit_compile', 'train.precision',
+    'translate', 'benchmark', 'pretrained', 'train.jit_compile', 'train.precision',
 )
 # Fields each mode that consumes a run takes from the command line (the rest: config.json).
 MODE_FIELDS = {

@@ -21,6 +21,8 @@ Besides the signatures, each export holds two functions that TF Serving ignores 
 minimum, channels, training step and the norm layers' widths.
 
 Exports always compute in float32 with a plain last conv (inference.inference_copy).
+``--config.export.formats=saved_model,litert,onnx`` adds LiteRT and ONNX files beside the
+SavedModels (edge_export.py: ``<export_dir>/<format>/<model_name>/<version>/``).
 """
 
 import json
@@ -31,6 +33,7 @@ import shutil
 
 import tensorflow as tf
 
+from cyclegan_tf import edge_export
 from cyclegan_tf import images as images_lib
 from cyclegan_tf import inference
 from cyclegan_tf import run_dir
@@ -199,12 +202,29 @@ def export_generators(generators, export_dir, config, step=None):
 
 def export_run(config, workdir, export_dir=None, step=None):
   """`--mode=export`: the newest (or `step`'s) checkpoint of a run; default export_dir =
-  workdir/export. The architecture comes from the run's own config.json, the model names from
-  `config` (configuration.mode_config)."""
+  workdir/export. The architecture comes from the run's own config.json, the model names and
+  config.export.formats from `config` (configuration.mode_config).
+
+  Returns {model_name: SavedModel version dir} and, for the edge formats (edge_export.py),
+  {'<format>/<model_name>': version dir}, which holds the SavedModel's version number.
+  """
   run_config = run_dir.config_for_mode(workdir, config, 'export')
+  # --- edge formats (issue 12): which formats, validated before the checkpoint is read.
+  formats = edge_export.parse_list(run_config.export.get('formats', 'saved_model'),
+                                   edge_export.FORMATS, 'export.formats')
+  # ---
   generators, restored_step, _ = run_dir.restore_generators(workdir, step, run_config)
   export_dir = export_dir or run_dir.export_dir(workdir)
-  paths = export_generators(generators, export_dir, run_config, step=restored_step)
+  paths = {}
+  if 'saved_model' in formats:
+    paths = export_generators(generators, export_dir, run_config, step=restored_step)
+  # --- edge formats (issue 12): LiteRT / ONNX folders beside the SavedModels.
+  for role, name in model_names(run_config).items():
+    version = int(os.path.basename(paths[name])) if name in paths else None
+    edge = edge_export.export_edge(generators[role], export_dir, name, run_config.export,
+                                   run_config.model.netG, step=restored_step, version=version)
+    paths.update({f'{fmt}/{name}': folder for fmt, folder in edge.items()})
+  # ---
   for name, path in paths.items():
     print(f'Exported {name} (step {restored_step}) to {path}')
   return paths

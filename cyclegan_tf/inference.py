@@ -48,11 +48,13 @@ def _reflect_indices(size, before, after):
 
   Equals tf.pad(mode='REFLECT') (and numpy's 'reflect') when the padding is smaller than the
   size; larger paddings keep reflecting (numpy's behaviour), and a size of 1 repeats its
-  only pixel, so every image, however small, can be padded.
+  only pixel, so every image, however small, can be padded. The positions are shifted to be
+  non-negative before floormod: tf2onnx turns floormod of negative integers into a truncated
+  remainder, which broke padded sizes in ONNX exports.
   """
   positions = tf.range(-before, size + after)
   period = tf.maximum(2 * (size - 1), 1)
-  folded = tf.math.floormod(positions, period)
+  folded = tf.math.floormod(positions + period * (before // period + 1), period)
   reflected = tf.where(folded >= size, period - folded, folded)
   return tf.clip_by_value(reflected, 0, size - 1)
 

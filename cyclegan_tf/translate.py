@@ -2,6 +2,11 @@
 
   python main.py --mode=translate --workdir=W --input=PATH --output=DIR [--direction=BtoA]
   python main.py --mode=translate --saved_model=E/cyclegan_a2b --input=PATH --output=DIR
+  python main.py --mode=translate --model=E/litert/cyclegan_a2b --input=PATH --output=DIR
+
+--model takes a SavedModel or a LiteRT (.tflite) / ONNX (.onnx) file or folder (runtimes.py):
+a fixed-size file takes images up to its size (reflect-padded to it) and larger ones in tiles
+of its size; LiteRT and ONNX files have no shared instance-norm statistics for tiles.
 
 PATH is an image file, a folder (its image files, not recursive) or a glob. Every input is
 written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size,
@@ -41,7 +46,6 @@ always run in inference mode, with the moving averages.)
 import logging
 import os
 import re
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -51,7 +55,9 @@ from cyclegan_tf import export
 from cyclegan_tf import image_files
 from cyclegan_tf import images as images_lib
 from cyclegan_tf import inference
+from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
+from cyclegan_tf import runtimes
 
 DIRECTIONS = ('AtoB', 'BtoA')
 PROGRESS_SECONDS = 10  # at most one progress line this often
@@ -71,12 +77,13 @@ class Translator:
   """
 
   def __init__(self, whole, input_channels, norm_statistics=None, with_statistics=None,
-               description=''):
+               description='', max_tile=None):
     self.whole = whole
     self.input_channels = int(input_channels)
     self.norm_statistics = norm_statistics
     self.with_statistics = with_statistics
     self.description = description
+    self.max_tile = max_tile  # a fixed-size edge model's side: tiles are at most this
 
   @property
   def shares_statistics(self):
@@ -100,6 +107,20 @@ class Translator:
                model.translate_with_norm_statistics if shared else None,
                description=f'SavedModel {model.path}')
 
+  # --- edge models (issue 12): LiteRT / ONNX files through runtimes.py.
+  @classmethod
+  def from_edge_model(cls, model):
+    """A runtimes.EdgeModel: no shared statistics; a fixed-size model pads smaller images to
+    its size (runtimes.pad_to_size) and takes larger ones in tiles of its size."""
+    max_tile = min(model.fixed_size) if model.fixed_size else None
+    logging.info('%s: images%s are tiled with each tile normalised on its own (LiteRT and ONNX '
+                 'files hold no shared-statistics functions)%s.', model.description,
+                 f' over {max_tile} px' if max_tile else ' over config.translate.tile_size',
+                 '; smaller images are reflect-padded to its fixed size' if max_tile else '')
+    return cls(model.translate, model.input_channels, description=model.description,
+               max_tile=max_tile)
+  # ---
+
 
 def _resolve_saved_model(path, config, direction):
   """An export root E (holding both model names) picks the model by direction."""
@@ -111,12 +132,23 @@ def _resolve_saved_model(path, config, direction):
   return path
 
 
-def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None):
-  """A Translator from a run's checkpoint (G_A for AtoB, G_B for BtoA) or from a SavedModel."""
+def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None,
+                    model=None):
+  """A Translator from a run's checkpoint (G_A for AtoB, G_B for BtoA), a SavedModel, or
+  `model`: a SavedModel, .tflite or .onnx file or folder (format by extension or contents)."""
   if direction not in DIRECTIONS:
     raise ValueError(f'direction={direction!r}; allowed: {", ".join(DIRECTIONS)}.')
-  if bool(workdir) == bool(saved_model):
-    raise ValueError('Give exactly one of workdir (a run) or saved_model (an export).')
+  if sum(bool(x) for x in (workdir, saved_model, model)) != 1:
+    raise ValueError('Give exactly one of workdir (a run), saved_model or model (an export).')
+  # --- edge models (issue 12).
+  if model:
+    if not os.path.exists(model):
+      raise FileNotFoundError(f'Model path {model} does not exist.')
+    path = _resolve_saved_model(model, config, direction)
+    if runtimes.is_edge_model(path):
+      return Translator.from_edge_model(runtimes.load(path))
+    return Translator.from_saved_model(path)
+  # ---
   if saved_model:
     if not os.path.exists(saved_model):
       raise FileNotFoundError(f'SavedModel path {saved_model} does not exist.')
@@ -246,26 +278,8 @@ def _describe_unreadable(path, reason):
     return f'{path}: {reason}'
 
 
-class _Progress:
-  """Logs 'k/n images, x images/s, ETA' at most every PROGRESS_SECONDS for long folders."""
-
-  def __init__(self, total):
-    self.total, self.done = total, 0
-    self.start = self.last = time.time()
-
-  def update(self):
-    self.done += 1
-    now = time.time()
-    if self.total > 1 and (now - self.last >= PROGRESS_SECONDS or self.done == self.total):
-      speed = self.done / max(now - self.start, 1e-9)
-      eta = (self.total - self.done) / speed
-      logging.info('Translated %d/%d images, %.2f images/s, ETA %d s.', self.done, self.total,
-                   speed, round(eta))
-      self.last = now
-
-
 def translate_paths(config, input, output, workdir=None,  # pylint: disable=redefined-builtin
-                    saved_model=None, direction='AtoB', step=None, translator=None):
+                    saved_model=None, direction='AtoB', step=None, translator=None, model=None):
   """Translates a file, folder or glob into PNGs in `output`; returns a summary dict.
 
   Summary: {'written': [output paths], 'skipped': [(input path, reason)], 'tiled': count}.
@@ -280,13 +294,20 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
   _refuse_overwriting_inputs(paths, output, names)
   if translator is None:
     translator = load_translator(config, workdir=workdir, saved_model=saved_model,
-                                 direction=direction, step=step)
+                                 direction=direction, step=step, model=model)
   tile_size = int(config.translate.tile_size)
   tile_overlap = int(config.translate.tile_overlap)
-  stats_size = int(config.translate.get('stats_size', 0) or 0) or None
+  # --- edge models (issue 12): a fixed-size model takes tiles of at most its size.
+  max_tile = getattr(translator, 'max_tile', None)  # duck-typed translators may lack it
+  if max_tile and max_tile < tile_size:
+    tile_size = max_tile
+    tile_overlap = min(tile_overlap, tile_size // 4)
+  # ---
+  stats_size = int(config.translate.stats_size) or None  # 0: tile_size
   os.makedirs(output, exist_ok=True)
   written, skipped, tiled = [], [], 0
-  progress = _Progress(len(paths))
+  progress = progress_lib.Progress('Translated', len(paths) if len(paths) > 1 else 0,
+                                    every=PROGRESS_SECONDS)
   for path in paths:
     try:
       image = images_lib.read_image_file(path, translator.input_channels).numpy()

@@ -13,13 +13,14 @@ from conftest import REPO_ROOT
 # The README's module map, lowest layer first: a module may import only from lower layers.
 LAYERS = (
     ('images', 'image_files', 'hardware', 'progress', 'losses', 'schedules', 'image_pool',
-     'distribute', 'synthetic', 'metrics'),
+     'distribute', 'synthetic', 'metrics', 'runtimes'),
     ('networks', 'precision'),
     ('configuration', 'preprocessing', 'inference', 'torch_layout'),
     ('data_sources',),
     ('input_pipeline',),
     ('run_dir',),
-    ('trainer', 'domain_classifier', 'inception', 'plots', 'reports', 'init_from'),
+    ('trainer', 'domain_classifier', 'inception', 'plots', 'reports', 'init_from',
+     'edge_export'),
     ('evaluate', 'export', 'benchmark'),
     ('train', 'translate', 'convert'),
     ('pretrained',),

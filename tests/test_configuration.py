@@ -125,6 +125,7 @@ def _main(*args):
                         capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_main_summary_prints_the_four_networks():
   result = _main('--mode=summary', '--config=configs/default.py', '--config.model.ngf=8')
   assert result.returncode == 0, result.stderr
@@ -146,6 +147,7 @@ def _resnet_instance_params(ngf, n_blocks, nc=3):
           conv(3, 2 * ngf, ngf) + conv(7, ngf, nc))
 
 
+@pytest.mark.slow
 def test_main_rejects_bad_mode_and_bad_config():
   result = _main('--mode=bogus')
   assert result.returncode != 0
@@ -186,3 +188,11 @@ def test_which_config_wins_on_an_existing_run(default_config):
   assert configuration.ignored_overrides({'model.netG', 'eval.num_images', 'data.root'},
                                          'evaluate') == ['model.netG']
   assert configuration.ignored_overrides({'translate.tile_size'}, 'translate') == []
+
+
+def test_runs_saved_before_new_sections_still_resume(default_config):
+  """Sections added to configs/default.py later (pretrained, export formats) block no resume."""
+  saved = default_config.to_dict()
+  del saved['pretrained']
+  del saved['export']['formats']
+  assert configuration.resume_conflicts(saved, default_config) == []
