@@ -32,7 +32,7 @@ def make_strategy(train_config):
   name = train_config.strategy
   if name == 'default':
     return tf.distribute.get_strategy()
-  devices = tuple(d.strip() for d in train_config.get('devices', '').split(',') if d.strip())
+  devices = tuple(d.strip() for d in train_config.devices.split(',') if d.strip())
   key = (name, devices if name == 'mirrored' else ())
   if key not in _STRATEGIES:
     _STRATEGIES[key] = _new_strategy(name, devices)

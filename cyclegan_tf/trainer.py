@@ -134,7 +134,7 @@ class CycleGANTrainer:
         D_B=self.D_B, optimizer_G=self.opt_G, optimizer_D=self.opt_D, pool_A=self.pool_A,
         pool_B=self.pool_B, plateau=self.plateau, epoch_loss=self.epoch_loss,
         replicas=self.replicas_at_save)
-    jit = bool(c.get('jit_compile', False))
+    jit = bool(c.jit_compile)
     # XLA compiles the forward/backward passes only: never strategy.run or apply_gradients.
     self._generator_grads = tf.function(self._generator_grads_fn, jit_compile=jit)
     self._discriminator_grads = tf.function(self._discriminator_grads_fn, jit_compile=jit)

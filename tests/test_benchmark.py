@@ -66,6 +66,7 @@ def test_run_writes_to_a_given_stream(monkeypatch, default_config):
   assert stream.getvalue() == json.dumps(fake) + '\n'
 
 
+@pytest.mark.slow
 def test_main_benchmark_mode_reading_the_dataset():
   """The main.py route, once: stdout is exactly one JSON line, logs go to stderr."""
   done = subprocess.run(

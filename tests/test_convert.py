@@ -270,6 +270,7 @@ def test_not_a_state_dict(tmp_path):
 # The export, and torch as an optional dependency.
 
 
+@pytest.mark.slow
 def test_converted_export_runs_under_saved_model_cli(tmp_path):
   net = ref.randomize(ref.define_G(3, 3, 4, 'resnet_6blocks', 'instance'))
   pth = _save(net, tmp_path / '3_net_G_B.pth')
@@ -303,6 +304,7 @@ def test_import_torch_error_has_install_hint(monkeypatch, tmp_path):
   assert isinstance(error.value, ImportError)
 
 
+@pytest.mark.slow
 def test_main_convert_without_torch_prints_install_hint(tmp_path):
   script = ('import runpy, sys; sys.modules["torch"] = None; '
             f'sys.argv = ["main.py", "--mode=convert", "--pth={tmp_path / "h.pth"}", '

@@ -130,6 +130,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_loss_scalars(trained_run):
   _, workdir = trained_run
   port = _free_port()
@@ -173,6 +174,7 @@ def _latest_step(workdir):
   return int(path.rsplit('-', 1)[1]) if path else 0
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
   """A crash loses at most checkpoint_every_steps; SIGTERM checkpoints the current step."""
   workdir = str(tmp_path / 'run')
