@@ -148,6 +148,8 @@ def predict(generator, images, batch_size=PREDICT_BATCH):
 
 
 def _is_instance_norm(layer):
+  if isinstance(layer, networks.InstanceNormalization):
+    return True
   return isinstance(layer, keras.layers.GroupNormalization) and (
       layer.groups == -1 or layer.groups == layer.input.shape[-1])
 

@@ -58,6 +58,56 @@ class LeakyReLU(layers.LeakyReLU):
     return leaky_relu(inputs)
 
 
+def _fused_instance_norm(x, epsilon):
+  """Instance norm of [1, H, W, C] as TF's fused batch norm over (H, W) in training mode: one
+  oneDNN kernel forward and one backward, statistics in float32 for bfloat16 inputs too."""
+  channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+  y = tf.raw_ops.FusedBatchNormV3(
+      x=x, scale=tf.ones([channels], tf.float32), offset=tf.zeros([channels], tf.float32),
+      mean=tf.zeros([0], tf.float32), variance=tf.zeros([0], tf.float32), epsilon=epsilon,
+      exponential_avg_factor=1.0, data_format='NHWC', is_training=True)[0]
+  return y
+
+
+class InstanceNormalization(layers.Layer):
+  """The reference's InstanceNorm2d (affine=False, eps 1e-5): each image's channels of [N, H, W,
+  C] normalised by their own mean and biased variance over H and W.
+
+  Computed by TF's fused batch norm (training mode) on one image at a time, which is instance
+  norm exactly (batch norm over H and W of a batch of one): a fused kernel forward and
+  backward, that keeps no full-size intermediates and computes bfloat16 inputs with float32
+  statistics. A batch of N images is laid out as one image of N * C channels for it. No
+  weights.
+  """
+
+  center = scale = False  # no affine parameters, as the reference's
+
+  def __init__(self, epsilon=1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = float(epsilon)
+
+  def call(self, inputs):
+    if inputs.dtype not in (tf.float32, tf.bfloat16, tf.float16):  # e.g. float64 references
+      mean, variance = tf.nn.moments(inputs, axes=[1, 2], keepdims=True)
+      return (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+    n, channels = inputs.shape[0], inputs.shape[-1]
+    if n == 1:
+      return _fused_instance_norm(inputs, self.epsilon)
+    shape = tf.shape(inputs)
+    batch, height, width = shape[0], shape[1], shape[2]
+    per_channel = tf.reshape(tf.transpose(inputs, [1, 2, 0, 3]),
+                             [1, height, width, batch * channels])
+    outputs = _fused_instance_norm(tf.ensure_shape(per_channel, [1, None, None, None]),
+                                   self.epsilon)
+    return tf.transpose(tf.reshape(outputs, [height, width, batch, channels]), [2, 0, 1, 3])
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), 'epsilon': self.epsilon}
+
+
 class ReflectionPadding2D(layers.Layer):
   """PyTorch's ReflectionPad2d (no border repeat), which Keras has no layer for."""
 
@@ -275,8 +325,7 @@ class _LayerFactory:
 
   def norm(self, x, name):
     if self.norm_type == 'instance':  # InstanceNorm2d(affine=False, eps=1e-5)
-      return layers.GroupNormalization(
-          groups=-1, center=False, scale=False, epsilon=1e-5, name=name)(x)
+      return InstanceNormalization(epsilon=1e-5, name=name)(x)
     if self.norm_type == 'batch':  # BatchNorm2d(eps=1e-5, momentum=0.1), gamma ~ N(1, gain)
       return layers.BatchNormalization(
           epsilon=1e-5, momentum=0.9, name=name,

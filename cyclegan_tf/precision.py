@@ -79,12 +79,15 @@ def resolve(name, strategy):
                      'would be emulated')
 
 
-# Below this image side the plain conv's backprop buffer is small and the GEMM form only adds
-# graph (tracing time); from here up, on a CPU, the GEMM form is what keeps the step fast.
+# The generators' last conv (7x7, 64 -> 3 channels) as GEMMs (networks.few_output_conv2d) pays
+# off only where oneDNN's own backprop-filter kernel for it is slow: on AVX2 CPUs it built a
+# 760 MB im2col buffer per 256 px image and took 2 s; with AVX-512 the plain conv measured 3%
+# faster and 2% leaner at 256 px. Small images need neither (the GEMM form adds tracing time).
 GEMM_MIN_SIDE = 128
 
 
 def gemm_last_conv(strategy, image_side):
-  """True where the generators' last conv runs faster as GEMMs (a CPU, images of at least
-  GEMM_MIN_SIDE px); plain Conv2D elsewhere (same weights and checkpoints)."""
-  return device_kind(strategy) == 'CPU' and image_side >= GEMM_MIN_SIDE
+  """True where the generators' last conv runs faster as GEMMs: a CPU without AVX-512, images
+  of at least GEMM_MIN_SIDE px; a plain Conv2D elsewhere (same weights and checkpoints)."""
+  return (device_kind(strategy) == 'CPU' and image_side >= GEMM_MIN_SIDE and
+          'avx512f' not in hardware.cpu_flags())

@@ -208,7 +208,8 @@ def _torch_targets(model):
       targets[f'{name}.running_mean'] = (layer.moving_mean, False)
       targets[f'{name}.running_var'] = (layer.moving_variance, False)
       droppable.add(f'{name}.num_batches_tracked')  # a counter Keras has no use for
-    elif isinstance(layer, keras.layers.GroupNormalization):  # instance norm: no weights
+    elif isinstance(layer, (networks.InstanceNormalization, keras.layers.GroupNormalization)):
+      # instance norm: no weights
       droppable.update(f'{name}.{buffer}' for buffer in _STALE_NORM_BUFFERS)
     elif layer.weights:
       raise AssertionError(f'{model.name}: layer {name} has weights the converter does not map.')

@@ -44,19 +44,6 @@ def make_optimizer(train_config, precision):
   return optimizer
 
 
-def call_batched(model, inputs, batchable):
-  """model on several inputs, in one call when the network treats examples independently.
-
-  Instance norm (and no norm) keep examples independent, so concatenating on the batch axis
-  gives the same numbers as separate calls, in one bigger, faster call. Batch norm mixes
-  examples, so it gets the reference's separate calls, in the given order.
-  """
-  if not batchable or len(inputs) == 1:
-    return [model(x, training=True) for x in inputs]
-  sizes = [tf.shape(x)[0] for x in inputs]
-  return tf.split(model(tf.concat(inputs, axis=0), training=True), sizes, axis=0)
-
-
 class CycleGANTrainer:
   """The train state (networks, optimizers, pools, counters, loss sums) and the train step.
 
@@ -66,13 +53,14 @@ class CycleGANTrainer:
     image_shape_a, image_shape_b: (H, W, C) of the training images, None (or None sides) when
       their sizes vary; the pools need them fixed when pool_size > 0.
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (config 'auto' resolved).
-    gemm_last_conv: the generators' last conv as GEMMs (fast on CPU; plain Conv2D otherwise).
+    gemm_last_conv: the generators' last conv as GEMMs (precision.gemm_last_conv says where
+      it is faster); a plain Conv2D otherwise, with the same weights and checkpoints.
   Raises ConfigError for a batch size the replicas cannot split, or for an image pool with
   images of varying sizes.
   """
 
   def __init__(self, config, strategy, image_shape_a, image_shape_b, precision='float32',
-               gemm_last_conv=True):
+               gemm_last_conv=False):
     self.config = config
     self.strategy = strategy
     self.precision = precision
@@ -95,11 +83,6 @@ class CycleGANTrainer:
             'have different sizes. Use a cropping preprocess (resize_and_crop, crop, '
             'scale_width_and_crop) or set config.train.pool_size=0.')
     self.global_batch_size = c.batch_size
-    # Examples are independent through the networks unless batch norm mixes them; calls join
-    # on the batch axis only when every image has one known size.
-    fixed = all(d is not None for d in image_shape_a[:2]) and (
-        tuple(image_shape_a[:2]) == tuple(image_shape_b[:2]))
-    self.batchable = config.model.norm != 'batch' and fixed
     self.loss_names = LOSS_NAMES + (PENALTY_TERMS if self._uses_penalty() else ())
     with strategy.scope(), networks.dtype_policy(precision):
       nets = networks.build_cyclegan(config.model, seed=c.seed, gemm_last_conv=gemm_last_conv)
@@ -134,10 +117,11 @@ class CycleGANTrainer:
         D_B=self.D_B, optimizer_G=self.opt_G, optimizer_D=self.opt_D, pool_A=self.pool_A,
         pool_B=self.pool_B, plateau=self.plateau, epoch_loss=self.epoch_loss,
         replicas=self.replicas_at_save)
-    jit = bool(c.jit_compile)
     # XLA compiles the forward/backward passes only: never strategy.run or apply_gradients.
-    self._generator_grads = tf.function(self._generator_grads_fn, jit_compile=jit)
-    self._discriminator_grads = tf.function(self._discriminator_grads_fn, jit_compile=jit)
+    # Without it they are plain calls inside train_step (a nested function costs tracing time).
+    compile_ = (lambda f: tf.function(f, jit_compile=True)) if c.jit_compile else (lambda f: f)
+    self._generator_grads = compile_(self._generator_grads_fn)
+    self._discriminator_grads = compile_(self._discriminator_grads_fn)
 
   def _uses_penalty(self):
     return self.config.train.gan_mode == 'wgangp' and self.config.train.gp_weight > 0
@@ -169,26 +153,23 @@ class CycleGANTrainer:
     lam = self.config.loss
     use_identity = lam.lambda_identity > 0
     gan = lambda pred: losses.gan_loss(pred, True, self.config.train.gan_mode)
+    # The reference's calls in its order (batch norm's moving statistics depend on it). One
+    # call per input: joining independent inputs on the batch axis measured no faster on CPU
+    # and held more memory (concat and split copies).
     with tf.GradientTape() as tape:
-      if self.batchable:  # three generator calls instead of six
-        fake_b, *idt_a = call_batched(self.G_A, [real_a] + [real_b] * use_identity, True)
-        rec_a, fake_a, *idt_b = call_batched(
-            self.G_B, [fake_b, real_b] + [real_a] * use_identity, True)
-        rec_b = self.G_A(fake_a, training=True)
-      else:  # the reference's order, which batch norm's moving statistics depend on
-        fake_b = self.G_A(real_a, training=True)
-        rec_a = self.G_B(fake_b, training=True)
-        fake_a = self.G_B(real_b, training=True)
-        rec_b = self.G_A(fake_a, training=True)
-        idt_a = [self.G_A(real_b, training=True)] * use_identity
-        idt_b = [self.G_B(real_a, training=True)] * use_identity
+      fake_b = self.G_A(real_a, training=True)
+      rec_a = self.G_B(fake_b, training=True)
+      fake_a = self.G_B(real_b, training=True)
+      rec_b = self.G_A(fake_a, training=True)
+      if use_identity:  # G_A(B) ~ B and G_B(A) ~ A (needs input_nc == output_nc)
+        idt_a, idt_b = self.G_A(real_b, training=True), self.G_B(real_a, training=True)
       terms = {'G_A': gan(self.D_A(fake_b, training=True)),
                'G_B': gan(self.D_B(fake_a, training=True))}
       terms['cycle_A'], terms['cycle_B'] = losses.cycle_losses(
           real_a, rec_a, real_b, rec_b, lam.lambda_A, lam.lambda_B)
       if use_identity:
         terms['idt_A'], terms['idt_B'] = losses.identity_losses(
-            real_a, idt_b[0], real_b, idt_a[0], lam.lambda_A, lam.lambda_B, lam.lambda_identity)
+            real_a, idt_b, real_b, idt_a, lam.lambda_A, lam.lambda_B, lam.lambda_identity)
       else:
         terms['idt_A'] = terms['idt_B'] = tf.zeros_like(terms['G_A'])
       loss = self._average(sum(terms.values()))
@@ -199,8 +180,8 @@ class CycleGANTrainer:
     """D losses on real and pooled fake images; returns (D gradients, loss terms)."""
     gan_mode = self.config.train.gan_mode
     with tf.GradientTape() as tape:
-      pred_real_b, pred_fake_b = call_batched(self.D_A, [real_b, pooled_b], self.batchable)
-      pred_real_a, pred_fake_a = call_batched(self.D_B, [real_a, pooled_a], self.batchable)
+      pred_real_b, pred_fake_b = (self.D_A(x, training=True) for x in (real_b, pooled_b))
+      pred_real_a, pred_fake_a = (self.D_B(x, training=True) for x in (real_a, pooled_a))
       terms = {'D_A': losses.discriminator_loss(pred_real_b, pred_fake_b, gan_mode),
                'D_B': losses.discriminator_loss(pred_real_a, pred_fake_a, gan_mode)}
       loss = terms['D_A'] + terms['D_B']
@@ -234,7 +215,9 @@ class CycleGANTrainer:
     terms.update(self._discriminator_update(real_a, real_b, fake_a, fake_b, seed))
     return {name: self._average(value) for name, value in terms.items()}
 
-  @tf.function(reduce_retracing=True)  # one trace for images of any size (preprocess none)
+  # No AutoGraph: the step has no tensor-dependent Python control flow, and converting the
+  # networks and optimizers costs seconds of tracing. One trace for images of any size.
+  @tf.function(reduce_retracing=True, autograph=False)
   def train_step(self, batch):
     """One iteration of the reference (forward, G update, D update) on a distributed batch.
 
@@ -288,7 +271,7 @@ class CycleGANTrainer:
       self.plateau.update(total / max(count, 1.0))
     self.epoch_loss.assign([0.0, 0.0])
 
-  @tf.function(reduce_retracing=True)
+  @tf.function(reduce_retracing=True, autograph=False)
   def translate_samples(self, real_a, real_b):
     """Everything the image summaries show, in inference mode: real_A, fake_B, rec_A, real_B,
     fake_A, rec_B, and the identities idt_B = G_B(A), idt_A = G_A(B) when the channel counts

@@ -13,6 +13,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -105,3 +106,25 @@ def exported_run(tmp_path_factory):
   return types.SimpleNamespace(
       config=config, workdir=str(workdir), export_dir=str(workdir / 'export'), paths=paths,
       generators={'G_A': g_a, 'G_B': g_b}, calls=calls, step=7)
+
+
+# Two trainings that should be the same up to float rounding (another op order, other kernels,
+# separate or joined calls) are compared by what their weights DO, not weight by weight: Adam's
+# first steps move every weight whose gradient is within rounding of zero by a full +-lr either
+# way, on any CPU, and such a weight barely changes any output. A wrong gradient does.
+EQUIVALENCE_BOUND = 0.02  # output gap / output movement per network
+
+
+def output_gaps(got, want, initial, images):
+  """{network: mean |f_got(x) - f_want(x)| / mean |f_want(x) - f_initial(x)|}.
+
+  got, want, initial: {name: Keras model} with the weights to compare (after training) and
+  the weights training started from; images: float32 [N, H, W, C] in [-1, 1] they all take.
+  """
+  gaps = {}
+  for name, model in want.items():
+    f_want = model(images, training=False).numpy()
+    f_got = got[name](images, training=False).numpy()
+    f_init = initial[name](images, training=False).numpy()
+    gaps[name] = float(np.abs(f_got - f_want).mean() / np.abs(f_want - f_init).mean())
+  return gaps

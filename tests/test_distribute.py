@@ -15,7 +15,7 @@ therefore depends on the CPU. What must hold on any CPU, and fails on a real mis
   * step 1 (same weights, same batch): the logged losses agree to 1e-5 relative. A loss
     scaled by the replica count, or a replica training on the wrong examples, breaks this;
   * after 3 steps, each network's OUTPUT on fixed inputs differs from one device's by less
-    than EQUIVALENCE_BOUND of how far those 3 steps moved that output from the initial
+    than conftest.EQUIVALENCE_BOUND of how far those 3 steps moved that output from the initial
     weights' output. A weight with a near-zero gradient barely changes outputs, however Adam
     moves it; a wrong gradient does. The measure is checked to fail on 2 extra steps (the
     resumed runs at step 5).
@@ -30,6 +30,7 @@ import sys
 import numpy as np
 import pytest
 
+import conftest
 from cyclegan_tf import distribute
 
 pytestmark = pytest.mark.slow  # worker processes
@@ -97,33 +98,25 @@ def _weights(runs_, name):
     return dict(data)
 
 
-EQUIVALENCE_BOUND = 0.02  # output gap / output movement per network (measured: at most 6e-4)
-
-
 def _config():
   from conftest import tiny_config  # pylint: disable=g-import-not-at-top
   return tiny_config(**{'model.ngf': 8, 'model.ndf': 8})
 
 
-def _outputs(weights):
-  """Each network's output on fixed inputs (2 images of 32x32) with the given weights."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def _networks(weights):
+  """The four networks of the runs' config holding `weights` ({'G_A/model.1/kernel': ...})."""
   from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
   nets = networks.build_cyclegan(_config().model, gemm_last_conv=False)
-  x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
-  out = {}
   for name, net in nets.items():
     for w in net.weights:
       w.assign(weights[f'{name}/{w.path}'])
-    out[name] = net(x, training=False).numpy()
-  return out
+  return nets
 
 
 def output_gaps(got, want, initial):
-  """{network: mean |f_got - f_want| / mean |f_want - f_initial|} on fixed inputs."""
-  f_got, f_want, f_init = _outputs(got), _outputs(want), _outputs(initial)
-  return {name: float(np.abs(f_got[name] - f_want[name]).mean() /
-                      np.abs(f_want[name] - f_init[name]).mean()) for name in f_want}
+  """conftest.output_gaps of three weight dicts on 2 fixed images of 32x32."""
+  images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  return conftest.output_gaps(_networks(got), _networks(want), _networks(initial), images)
 
 
 def _losses(runs_, run, step):
@@ -153,7 +146,7 @@ def test_two_replicas_train_like_one_device(runs):
     assert two[name] == pytest.approx(value, rel=1e-5), name
   gaps = output_gaps(_weights(runs, 'mirrored_step3'), _weights(runs, 'default_step3'), initial)
   print('2 replicas vs 1 device after 3 steps, output gap / movement:', gaps)
-  assert max(gaps.values()) < EQUIVALENCE_BOUND, gaps
+  assert max(gaps.values()) < conftest.EQUIVALENCE_BOUND, gaps
 
 
 def test_the_equivalence_measure_fails_on_real_differences(runs):
@@ -162,7 +155,7 @@ def test_the_equivalence_measure_fails_on_real_differences(runs):
   initial = _weights(runs, 'default_init')
   gaps = output_gaps(_weights(runs, 'default_step5'), _weights(runs, 'default_step3'), initial)
   print('step 5 vs step 3 of one device, output gap / movement:', gaps)
-  assert min(gaps.values()) > 3 * EQUIVALENCE_BOUND, gaps
+  assert min(gaps.values()) > 3 * conftest.EQUIVALENCE_BOUND, gaps
 
 
 def test_resume_across_strategies_restarts_the_pools(runs):
@@ -184,7 +177,7 @@ def test_two_workers_end_identical_and_match_one_device(runs):
     np.testing.assert_array_equal(w0[path], w1[path], err_msg=path)
   gaps = output_gaps(w0, _weights(runs, 'default_step3'), _weights(runs, 'default_init'))
   print('2 workers vs 1 device after 3 steps, output gap / movement:', gaps)
-  assert max(gaps.values()) < EQUIVALENCE_BOUND, gaps
+  assert max(gaps.values()) < conftest.EQUIVALENCE_BOUND, gaps
   one, two = _losses(runs, 'default', 1), _losses(runs, 'multi_worker', 1)
   for name, value in one.items():
     assert two[name] == pytest.approx(value, rel=1e-5), name

@@ -62,10 +62,15 @@ def test_the_cpu_is_described_with_its_flags():
     assert (flag in text.split('; ')[-1]) == (flag in flags)
 
 
-def test_gemm_last_conv_only_on_cpus_and_large_images(monkeypatch):
+def test_gemm_last_conv_only_where_it_is_faster(monkeypatch):
+  """AVX2-only CPUs at 128 px and up; never with AVX-512, on GPUs, or for small images."""
   assert precision.device_kind(DEFAULT) in ('CPU', 'GPU')
   monkeypatch.setattr(precision, 'device_kind', lambda strategy: 'CPU')
+  monkeypatch.setattr(hardware, 'cpu_flags', lambda: {'avx2', 'fma'})
   assert precision.gemm_last_conv(DEFAULT, 256) and not precision.gemm_last_conv(DEFAULT, 64)
+  monkeypatch.setattr(hardware, 'cpu_flags', lambda: {'avx2', 'fma', 'avx512f'})
+  assert not precision.gemm_last_conv(DEFAULT, 256)
+  monkeypatch.setattr(hardware, 'cpu_flags', lambda: {'avx2', 'fma'})
   monkeypatch.setattr(precision, 'device_kind', lambda strategy: 'GPU')
   assert not precision.gemm_last_conv(DEFAULT, 256)
 
