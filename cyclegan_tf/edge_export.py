@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf import inference
-from cyclegan_tf import networks
+from cyclegan_tf import custom_layers
 from cyclegan_tf import runtimes
 from cyclegan_tf import synthetic
 
@@ -124,7 +124,7 @@ class SpatialInstanceNorm(keras.layers.Layer):
 
 
 def _is_plain_instance_norm(layer):
-  if isinstance(layer, networks.InstanceNormalization):
+  if isinstance(layer, custom_layers.InstanceNormalization):
     return True
   return (isinstance(layer, keras.layers.GroupNormalization) and not layer.center and
           not layer.scale and layer.groups in (-1, layer.input.shape[-1]))

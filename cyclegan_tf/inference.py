@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cyclegan_tf import custom_layers
 from cyclegan_tf import networks
 
 PREDICT_BATCH = 8
@@ -112,7 +113,7 @@ def minimum_size(generator, multiple):
   size for a probe input gives its downsampling factor.
   """
   pads = [layer for layer in generator.layers
-          if isinstance(layer, networks.ReflectionPadding2D)]
+          if isinstance(layer, custom_layers.ReflectionPadding2D)]
   if not pads:
     return multiple
   probe_side = multiple * 16
@@ -148,7 +149,7 @@ def predict(generator, images, batch_size=PREDICT_BATCH):
 
 
 def _is_instance_norm(layer):
-  if isinstance(layer, networks.InstanceNormalization):
+  if isinstance(layer, custom_layers.InstanceNormalization):
     return True
   return isinstance(layer, keras.layers.GroupNormalization) and (
       layer.groups == -1 or layer.groups == layer.input.shape[-1])

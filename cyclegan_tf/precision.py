@@ -79,7 +79,7 @@ def resolve(name, strategy):
                      'would be emulated')
 
 
-# The generators' last conv (7x7, 64 -> 3 channels) as GEMMs (networks.few_output_conv2d) pays
+# The generators' last conv (7x7, 64 -> 3 channels) as GEMMs (custom_layers.few_output_conv2d) pays
 # off only where oneDNN's own backprop-filter kernel for it is slow: on AVX2 CPUs it built a
 # 760 MB im2col buffer per 256 px image and took 2 s; with AVX-512 the plain conv measured 3%
 # faster and 2% leaner at 256 px. Small images need neither (the GEMM form adds tracing time).

@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 # The README's module map, lowest layer first: a module may import only from lower layers.
 LAYERS = (
     ('images', 'image_files', 'hardware', 'progress', 'losses', 'schedules', 'image_pool',
-     'distribute', 'synthetic', 'metrics', 'runtimes'),
+     'distribute', 'synthetic', 'metrics', 'runtimes', 'custom_layers'),
     ('networks', 'precision'),
     ('configuration', 'preprocessing', 'inference', 'torch_layout'),
     ('data_sources',),

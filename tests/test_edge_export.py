@@ -28,6 +28,7 @@ from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top,wrong
 from cyclegan_tf import export  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import inference  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf import custom_layers
 from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -153,7 +154,7 @@ def test_litert_has_no_while_or_flex_ops_even_from_the_training_generator(tmp_pa
   """The training form (GEMM last conv, tf.map_fn) is rebuilt as a plain conv: the converter
   sees no While / TensorList op and needs no Select TF op."""
   trained_form = networks.define_G(3, 3, 4, 'resnet_6blocks', seed=1, gemm_last_conv=True)
-  assert any(isinstance(l, networks.FewOutputConv2D) for l in trained_form.layers)
+  assert any(isinstance(l, custom_layers.FewOutputConv2D) for l in trained_form.layers)
   functions = edge_export._Functions(trained_form)  # pylint: disable=protected-access
   fn, _ = functions.fixed(16, 16)
   content = edge_export.litert_bytes(fn, functions.module, 'float32')

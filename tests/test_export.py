@@ -20,7 +20,7 @@ from cyclegan_tf import images as images_lib
 from cyclegan_tf import networks
 
 # The SavedModel's graph and an eager Keras call sum the last conv's 49 shifted GEMM slices
-# (networks.few_output_conv2d) in their own order: outputs in [-1, 1] differ by a few float32
+# (custom_layers.few_output_conv2d) in their own order: outputs in [-1, 1] differ by a few float32
 # ulps behind instance norm (1.07e-6 seen), so parity is checked to 1e-5.
 ATOL = 1e-5
 

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import inference
+from cyclegan_tf import custom_layers
 from cyclegan_tf import networks
 
 
@@ -44,9 +45,9 @@ def test_inference_copy_is_float32_with_a_plain_last_conv():
   assert inference.inference_copy(plain) is plain
   with networks.dtype_policy('mixed_bfloat16'):
     mixed = networks.define_G(3, 3, 4, 'resnet_6blocks', seed=3)
-  assert any(isinstance(l, networks.FewOutputConv2D) for l in mixed.layers)
+  assert any(isinstance(l, custom_layers.FewOutputConv2D) for l in mixed.layers)
   copy = inference.inference_copy(mixed)
-  assert not any(isinstance(l, networks.FewOutputConv2D) for l in copy.layers)
+  assert not any(isinstance(l, custom_layers.FewOutputConv2D) for l in copy.layers)
   assert all(l.compute_dtype == 'float32' for l in copy.layers)
   assert [w.path for w in copy.weights] == [w.path for w in plain.weights]
   x = _images((2, 24, 20, 3), seed=4)

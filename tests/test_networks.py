@@ -12,6 +12,7 @@ from keras import layers
 import numpy as np
 import pytest
 
+from cyclegan_tf import custom_layers
 from cyclegan_tf import networks
 
 ATOL = RTOL = 1e-5
@@ -355,7 +356,7 @@ def test_reflection_padding_matches_pytorch():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (2, 5, 7, 3))
   for p in (1, 3):
-    model = _single_layer_model(networks.ReflectionPadding2D(p), 3)
+    model = _single_layer_model(custom_layers.ReflectionPadding2D(p), 3)
     _check(model, x, np_reflection_pad(x, p))
   # Known values: [0, 1, 2, 3] padded by 2 -> [2, 1, 0, 1, 2, 3, 2, 1].
   img = np.tile(np.arange(4.0), (1, 3, 1))[..., None]  # [1, 3, 4, 1], rows 0 1 2 3
@@ -393,7 +394,7 @@ def test_few_output_conv_matches_numpy_and_tf_gradients(cin, size):
   rng = np.random.default_rng(cin)
   f = networks._LayerFactory('instance', 'normal', 0.02)
   model = _single_layer_model(lambda x: f.conv(x, 3, 7, 1, 0, 'c'), cin)
-  assert isinstance(model.get_layer('c'), networks.FewOutputConv2D)
+  assert isinstance(model.get_layer('c'), custom_layers.FewOutputConv2D)
   w, b = rng.normal(0, 0.2, (3, cin, 7, 7)), rng.normal(0, 0.2, 3)
   model.get_layer('c').set_weights([to_keras(w), b.astype(np.float32)])
   x = rng.uniform(-1, 1, (2, *size, cin))
@@ -403,7 +404,7 @@ def test_few_output_conv_matches_numpy_and_tf_gradients(cin, size):
   kernel = tf.constant(to_keras(w))
   dy = tf.constant(rng.normal(0, 1, (2, size[0] - 6, size[1] - 6, 3)), tf.float32)
   grads = []
-  for conv in (networks.few_output_conv2d,
+  for conv in (custom_layers.few_output_conv2d,
                lambda x, k: tf.nn.conv2d(x, k, strides=1, padding='VALID')):
     with tf.GradientTape() as tape:
       tape.watch([x, kernel])
@@ -413,18 +414,18 @@ def test_few_output_conv_matches_numpy_and_tf_gradients(cin, size):
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4, rtol=1e-5)
   # Each image's output is bit-identical alone or in a batch (as tf.nn.conv2d's), so replicas
   # with 1 image each compute what one device computes for a batch of 2.
-  np.testing.assert_array_equal(networks.few_output_conv2d(x, kernel)[1:].numpy(),
-                                networks.few_output_conv2d(x[1:], kernel).numpy())
+  np.testing.assert_array_equal(custom_layers.few_output_conv2d(x, kernel)[1:].numpy(),
+                                custom_layers.few_output_conv2d(x[1:], kernel).numpy())
 
 
 def test_only_the_generators_last_conv_is_few_output():
   for netG, last in (('resnet_6blocks', 'model.23'), ('resnet_9blocks', 'model.26')):
     model = networks.define_G(3, 3, 8, netG, 'instance')
-    few = [l.name for l in model.layers if isinstance(l, networks.FewOutputConv2D)]
+    few = [l.name for l in model.layers if isinstance(l, custom_layers.FewOutputConv2D)]
     assert few == [last], netG
   for netD in networks.DISCRIMINATORS:
     model = networks.define_D(3, 8, netD)
-    assert not [l for l in model.layers if isinstance(l, networks.FewOutputConv2D)], netD
+    assert not [l for l in model.layers if isinstance(l, custom_layers.FewOutputConv2D)], netD
 
 
 def test_reflect_padded_conv_matches_pytorch():
@@ -622,7 +623,7 @@ def test_leaky_relu_trains_with_the_same_values_and_gradients(dtype):
   TF's LeakyReluGrad, zero inputs included."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = tf.constant([[-2.0, -0.5, 0.0, 0.25, 3.0]], dtype)
-  layer = networks.LeakyReLU(0.2, dtype=dtype)
+  layer = custom_layers.LeakyReLU(0.2, dtype=dtype)
   for training in (False, True):
     with tf.GradientTape(persistent=True) as tape:
       tape.watch(x)

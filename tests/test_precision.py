@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, tiny_config
+from cyclegan_tf import custom_layers
 from cyclegan_tf import hardware
 from cyclegan_tf import networks
 from cyclegan_tf import precision
@@ -80,8 +81,8 @@ def test_gemm_and_plain_last_convs_share_checkpoints(tmp_path):
   config = tiny_config()
   gemm = networks.build_cyclegan(config.model, seed=1, gemm_last_conv=True)
   plain = networks.build_cyclegan(config.model, seed=2, gemm_last_conv=False)
-  assert any(isinstance(l, networks.FewOutputConv2D) for l in gemm['G_A'].layers)
-  assert not any(isinstance(l, networks.FewOutputConv2D) for l in plain['G_A'].layers)
+  assert any(isinstance(l, custom_layers.FewOutputConv2D) for l in gemm['G_A'].layers)
+  assert not any(isinstance(l, custom_layers.FewOutputConv2D) for l in plain['G_A'].layers)
   path = tf.train.Checkpoint(**gemm).save(str(tmp_path / 'ckpt'))
   tf.train.Checkpoint(**plain).restore(path).assert_existing_objects_matched()
   x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)), tf.float32)

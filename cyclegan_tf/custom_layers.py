@@ -1,0 +1,161 @@
+"""The layers the reference's networks need that Keras lacks or that train faster here:
+PyTorch's reflection padding, instance norm as a fused kernel, a LeakyReLU whose gradient lets
+grappler fuse convolutions, and the GEMM form of a few-output conv.
+
+Each computes what its PyTorch counterpart computes (tests/test_networks.py compares them with
+numpy and PyTorch); none holds weights beyond a Conv2D's.
+"""
+
+import keras
+from keras import layers
+import tensorflow as tf
+
+
+class LeakyReLU(layers.LeakyReLU):
+  """keras' LeakyReLU whose gradient, in training, reads its output instead of its input.
+
+  max(x, a x) has the gradient 1 where the output is positive and `a` elsewhere, so the output
+  tells it (as ReluGrad uses Relu's output). TF's own LeakyReluGrad reads the input, which
+  after a conv with a bias is the BiasAdd that grappler's remapper fuses away: it then aborts
+  the whole pass ("remapper failed: ... fanout ... LeakyReluGrad exist for missing node
+  .../BiasAdd") and the train step runs without any fused conv. Same values, same gradients.
+  """
+
+  def call(self, inputs, training=None):
+    if not training:
+      return super().call(inputs)
+    alpha = self.negative_slope
+
+    @tf.custom_gradient
+    def leaky_relu(x):
+      y = tf.nn.leaky_relu(x, alpha)
+
+      def grad(dy):
+        return dy * tf.where(y > 0, tf.ones_like(dy), tf.fill(tf.shape(dy),
+                                                               tf.cast(alpha, dy.dtype)))
+      return y, grad
+
+    return leaky_relu(inputs)
+
+
+def _fused_instance_norm(x, epsilon):
+  """Instance norm of [1, H, W, C] as TF's fused batch norm over (H, W) in training mode: one
+  oneDNN kernel forward and one backward, statistics in float32 for bfloat16 inputs too."""
+  channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+  y = tf.raw_ops.FusedBatchNormV3(
+      x=x, scale=tf.ones([channels], tf.float32), offset=tf.zeros([channels], tf.float32),
+      mean=tf.zeros([0], tf.float32), variance=tf.zeros([0], tf.float32), epsilon=epsilon,
+      exponential_avg_factor=1.0, data_format='NHWC', is_training=True)[0]
+  return y
+
+
+class InstanceNormalization(layers.Layer):
+  """The reference's InstanceNorm2d (affine=False, eps 1e-5): each image's channels of [N, H, W,
+  C] normalised by their own mean and biased variance over H and W.
+
+  Computed by TF's fused batch norm (training mode) on one image at a time, which is instance
+  norm exactly (batch norm over H and W of a batch of one): a fused kernel forward and
+  backward, that keeps no full-size intermediates and computes bfloat16 inputs with float32
+  statistics. A batch of N images is laid out as one image of N * C channels for it. No
+  weights.
+  """
+
+  center = scale = False  # no affine parameters, as the reference's
+
+  def __init__(self, epsilon=1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = float(epsilon)
+
+  def call(self, inputs):
+    if inputs.dtype not in (tf.float32, tf.bfloat16, tf.float16):  # e.g. float64 references
+      mean, variance = tf.nn.moments(inputs, axes=[1, 2], keepdims=True)
+      return (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+    n, channels = inputs.shape[0], inputs.shape[-1]
+    if n == 1:
+      return _fused_instance_norm(inputs, self.epsilon)
+    shape = tf.shape(inputs)
+    batch, height, width = shape[0], shape[1], shape[2]
+    per_channel = tf.reshape(tf.transpose(inputs, [1, 2, 0, 3]),
+                             [1, height, width, batch * channels])
+    outputs = _fused_instance_norm(tf.ensure_shape(per_channel, [1, None, None, None]),
+                                   self.epsilon)
+    return tf.transpose(tf.reshape(outputs, [height, width, batch, channels]), [2, 0, 1, 3])
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), 'epsilon': self.epsilon}
+
+
+class ReflectionPadding2D(layers.Layer):
+  """PyTorch's ReflectionPad2d (no border repeat), which Keras has no layer for."""
+
+  def __init__(self, padding, **kwargs):
+    super().__init__(**kwargs)
+    self.padding = int(padding)
+
+  def call(self, x):
+    p = self.padding
+    return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode='reflect')
+
+  def compute_output_shape(self, input_shape):
+    grow = lambda d: None if d is None else d + 2 * self.padding
+    return (input_shape[0], grow(input_shape[1]), grow(input_shape[2]), input_shape[3])
+
+  def get_config(self):
+    return {**super().get_config(), 'padding': self.padding}
+
+
+def _per_image_matmul(rows, matrix):
+  """rows (N, M, K) @ matrix (K, P), one GEMM of the same shape per image, so that an image's
+  result does not depend on the batch it came in (a GEMM's rounding depends on its shape)."""
+  return tf.map_fn(lambda image_rows: tf.matmul(image_rows, matrix), rows)
+
+
+def few_output_conv2d(x, kernel):
+  """conv2d(x, kernel, stride 1, "VALID") for a big kernel with few output channels, fast on CPU.
+
+  The generators' last conv (7x7, 64 -> 3 channels) is the worst case of TF's CPU convolution
+  kernels: Conv2DBackpropFilter materialises an im2col buffer of H*W*49*64 floats per image
+  (760 MB and 2 s for one 256x256 image, the cost of a whole generator forward). Here
+  z = x @ W, with W reshaped to (cin, kh*kw*cout), is a well-shaped GEMM and y is the sum of
+  kh*kw shifted slices of z; the custom gradient keeps only x: dz stacks kh*kw shifted copies of
+  dy, dW = x^T dz and dx = dz W^T are GEMMs too. Same result as tf.nn.conv2d up to float
+  rounding (relative 1e-6, as close to float64 as tf.nn.conv2d). z and dx take one GEMM per
+  image: a GEMM over the whole batch rounds an image's rows differently with the batch size,
+  and then 2 replicas would not train like one device at the same global batch.
+  """
+  kh, kw, cin, cout = kernel.shape
+
+  @tf.custom_gradient
+  def conv(x, kernel):
+    shape = tf.shape(x)
+    n, h, w = shape[0], shape[1], shape[2]
+    oh, ow = h - kh + 1, w - kw + 1
+    wmat = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [cin, kh * kw * cout])
+    z = tf.reshape(_per_image_matmul(tf.reshape(x, [n, h * w, cin]), wmat),
+                   [n, h, w, kh * kw * cout])
+    y = tf.add_n([z[:, i:i + oh, j:j + ow, (i * kw + j) * cout:(i * kw + j + 1) * cout]
+                  for i in range(kh) for j in range(kw)])
+
+    def grad(dy):
+      dz = tf.concat([tf.pad(dy, [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j], [0, 0]])
+                      for i in range(kh) for j in range(kw)], axis=-1)
+      dwmat = tf.matmul(tf.reshape(x, [-1, cin]), tf.reshape(dz, [-1, kh * kw * cout]),
+                        transpose_a=True)
+      dkernel = tf.transpose(tf.reshape(dwmat, [cin, kh, kw, cout]), [1, 2, 0, 3])
+      dx = _per_image_matmul(tf.reshape(dz, [n, h * w, kh * kw * cout]), tf.transpose(wmat))
+      return tf.reshape(dx, shape), dkernel
+
+    return y, grad
+
+  # Tensors, not variables: a custom gradient over a variable would need a `variables` grad.
+  return conv(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
+
+
+class FewOutputConv2D(layers.Conv2D):
+  """layers.Conv2D (stride 1, "valid") computed by few_output_conv2d; the same weights."""
+
+  def convolution_op(self, inputs, kernel):
+    return few_output_conv2d(inputs, kernel)
