@@ -32,7 +32,8 @@ setuptools.setup(
         # Edge exports (LiteRT, ONNX) and their runtimes.
         'edge': ['ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20'],
         'convert': ['torch==2.13.0'],
-        'test': ['pytest>=8.0', 'pytest-timeout>=2.3', 'dill>=0.3.8', 'selenium>=4.20',
+        'test': ['pytest>=8.0', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5', 'dill>=0.3.8',
+                 'selenium>=4.20',
                  'ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20'],
     },
 )

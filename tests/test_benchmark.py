@@ -82,6 +82,7 @@ def test_main_benchmark_mode_reading_the_dataset():
   assert 'Benchmarking' in done.stderr
 
 
+@pytest.mark.slow
 def test_mixed_float16_unscales_gradients_before_adam(default_config):
   """Adam's first moment after one applied step is (1 - beta1) * gradient: with the loss scaled
   (2^15 at first) it must still match float32's from the same weights and batch, not be

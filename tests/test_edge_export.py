@@ -257,6 +257,7 @@ def test_missing_runtime_names_the_install_command(edge, monkeypatch):
     runtimes.load(edge.folders['onnx'])
 
 
+@pytest.mark.slow
 def test_export_run_writes_the_formats_beside_the_saved_models(tmp_path, default_config,
                                                                monkeypatch):
   generators = {'G_A': networks.define_G(3, 3, 4, 'resnet_6blocks', name='G_A', seed=1),

@@ -80,6 +80,7 @@ def test_linear_policy_decays_in_the_second_epoch(trained_run):
   assert lrs[16] == pytest.approx(2e-3 * (1 - 1 / 2))  # n_epochs 1, n_epochs_decay 1
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_to_an_uninterrupted_run(trained_run, tmp_path):
   config, straight = trained_run
   resumed = str(tmp_path / 'resumed')
@@ -103,6 +104,7 @@ def test_resume_refuses_a_different_architecture(trained_run):
     train.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(trained_run, tmp_path,
                                                                      monkeypatch):
   config, finished = trained_run
@@ -220,6 +222,7 @@ def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
 # side tasks never cost the training.
 
 
+@pytest.mark.slow
 def test_gray_to_colour_run_trains_summarises_evaluates_and_exports(tmp_path):
   """input_nc 1 -> output_nc 3 (the reference's colourisation setup, lambda_identity 0)."""
   from cyclegan_tf import evaluate, export  # pylint: disable=g-import-not-at-top
@@ -242,6 +245,7 @@ def test_gray_to_colour_run_trains_summarises_evaluates_and_exports(tmp_path):
   assert (meta['input_channels'], meta['output_channels']) == (1, 3)
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_run_and_the_corrected_command_runs(tmp_path):
   workdir = str(tmp_path / 'run')
   bad_data = tiny_config(**{'data.dataset': 'folder', 'data.root': str(tmp_path / 'none')})
@@ -284,6 +288,7 @@ def test_rerunning_a_finished_run_says_how_to_extend_it(trained_run, tmp_path, c
   assert _latest_step(workdir) == 24
 
 
+@pytest.mark.slow
 def test_a_failing_side_task_is_logged_and_training_goes_on(tmp_path, monkeypatch, caplog):
   def broken(*args):
     raise RuntimeError('summary writer exploded')
@@ -296,6 +301,7 @@ def test_a_failing_side_task_is_logged_and_training_goes_on(tmp_path, monkeypatc
   assert 'Sample images failed at step 2; training continues' in caplog.text
 
 
+@pytest.mark.slow
 def test_images_of_their_own_sizes_train_and_evaluate(tmp_path):
   """preprocess none (the reference's test-time mode, also used to train): every image keeps
   its size, rounded to multiples of 4; batch 1 and no pool. Summaries and evaluation run on
