@@ -109,11 +109,12 @@ def minimum_size(generator, multiple):
   """The smallest side (a multiple of `multiple`) the generator can run on.
 
   Reflection padding needs more pixels than it pads: the resnets' 1-pixel pads at 1/4
-  resolution need sides of at least 8. Read from the graph: each ReflectionPadding2D's input
+  resolution need sides of at least 8. Read from the graph: each reflection-padded conv's input
   size for a probe input gives its downsampling factor.
   """
   pads = [layer for layer in generator.layers
-          if isinstance(layer, custom_layers.ReflectionPadding2D)]
+          if isinstance(layer, custom_layers.PaddedConv2D) and layer.pad_mode == 'reflect'
+          and layer.pad > 0]
   if not pads:
     return multiple
   probe_side = multiple * 16
@@ -121,7 +122,7 @@ def minimum_size(generator, multiple):
   shapes = probe.compute_output_shape((1, probe_side, probe_side, generator.input_shape[-1]))
   if not isinstance(shapes, (list, tuple)) or (shapes and isinstance(shapes[0], int)):
     shapes = [shapes]
-  needed = max(-(-probe_side // shape[1]) * (layer.padding + 1)
+  needed = max(-(-probe_side // shape[1]) * (layer.pad + 1)
                for layer, shape in zip(pads, shapes))
   return max(multiple, -(-needed // multiple) * multiple)
 

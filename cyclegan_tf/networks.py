@@ -2,8 +2,8 @@
 
 Every layer that holds weights is named after its key in the reference's PyTorch state dict
 (``model.1``, ``model.10.conv_block.5``, ``model.model.1.model.1`` ...), so converting published
-weights is a lookup by name. PyTorch's padding is reproduced exactly: zero padding plus a
-"valid" conv for its strided convs (TF's "same" pads bottom/right only), and "valid"
+weights is a lookup by name. PyTorch's padding is reproduced exactly: padding then a "valid"
+conv (custom_layers.PaddedConv2D; TF's "same" pads bottom/right only), and "valid"
 transposed convs cropped afterwards (TF's "same" is shifted by one pixel).
 """
 
@@ -38,24 +38,24 @@ def _is_few_output(filters, kernel, stride):
 
 def rebuilt(model, dtype='float32', gemm_last_conv=False):
   """The model with every layer computing in `dtype` and, unless gemm_last_conv, every
-  custom_layers.FewOutputConv2D as a plain Conv2D: same layer names and weights. The model itself when
+  custom_layers.FewOutputConv2D as a plain conv: same layer names and weights. The model itself when
   nothing changes.
 
   For exports and converters (LiteRT, ONNX, XLA): the GEMM form is a CPU training trick whose
   per-image map_fn lowers to While / TensorList ops that they cannot take; and a generator
   trained under a mixed-precision policy keeps float32 variables, so its weights copy over.
   """
-  def changes(layer):
-    return (layer.compute_dtype != dtype or
-            (not gemm_last_conv and isinstance(layer, custom_layers.FewOutputConv2D)))
+  def plain_class(layer):
+    if gemm_last_conv or not isinstance(layer, custom_layers.FewOutputConv2D):
+      return layer.__class__
+    return custom_layers.PaddedConv2D
 
-  if not any(changes(layer) for layer in model.layers):
+  if not any(layer.compute_dtype != dtype or plain_class(layer) is not layer.__class__
+             for layer in model.layers):
     return model
 
   def rebuild(layer):
-    cls = layers.Conv2D if (not gemm_last_conv and isinstance(layer, custom_layers.FewOutputConv2D)) else (
-        layer.__class__)
-    return cls.from_config({**layer.get_config(), 'dtype': dtype})
+    return plain_class(layer).from_config({**layer.get_config(), 'dtype': dtype})
 
   clone = keras.models.clone_model(model, clone_function=rebuild)
   clone.set_weights(model.get_weights())
@@ -149,16 +149,17 @@ class _LayerFactory:
     return kernel_initializer(self.init_type, self.init_gain, seed=self._seed)
 
   def conv(self, x, filters, kernel, stride, padding, name, bias=None, reflect=False):
-    """Conv2d(kernel, stride, padding) as PyTorch computes it."""
+    """Conv2d(kernel, stride, padding) as PyTorch computes it; reflect: after ReflectionPad2d."""
     if padding:
-      pad = custom_layers.ReflectionPadding2D(padding) if reflect else layers.ZeroPadding2D(padding)
-      x = pad(x)
+      # Stands where the padding layer stood before the conv took the padding over:
+      # checkpoints key a model's layers by position.
+      x = layers.Identity()(x)
     few = self.gemm_last_conv and _is_few_output(filters, kernel, stride)
-    conv = custom_layers.FewOutputConv2D if few else layers.Conv2D
-    return conv(
-        filters, kernel, strides=stride, padding='valid',
-        use_bias=self.use_bias if bias is None else bias,
-        kernel_initializer=self._kernel_init(), name=name)(x)
+    conv = custom_layers.FewOutputConv2D if few else custom_layers.PaddedConv2D
+    return conv(filters, kernel, strides=stride, pad=padding,
+                pad_mode='reflect' if reflect else 'zero',
+                use_bias=self.use_bias if bias is None else bias,
+                kernel_initializer=self._kernel_init(), name=name)(x)
 
   def conv_transpose(self, x, filters, kernel, name, bias=None):
     """ConvTranspose2d(stride 2, padding 1) as PyTorch computes it.
@@ -172,7 +173,7 @@ class _LayerFactory:
         use_bias=self.use_bias if bias is None else bias,
         kernel_initializer=self._kernel_init(), name=name)(x)
     crop = ((1, 0), (1, 0)) if kernel == 3 else ((1, 1), (1, 1))
-    return layers.Cropping2D(crop)(x)
+    return custom_layers.Cropping2D(crop)(x)
 
   def norm(self, x, name):
     if self.norm_type == 'instance':  # InstanceNorm2d(affine=False, eps=1e-5)

@@ -5,7 +5,9 @@ PyTorch's definitions (reflection pad, conv2d, conv_transpose2d as a scatter-add
 with weights in PyTorch's layouts converted as the weight converter does (transpose(2, 3, 1, 0)).
 """
 
+import json
 import math
+import os
 
 import keras
 from keras import layers
@@ -356,11 +358,59 @@ def test_reflection_padding_matches_pytorch():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (2, 5, 7, 3))
   for p in (1, 3):
-    model = _single_layer_model(custom_layers.ReflectionPadding2D(p), 3)
-    _check(model, x, np_reflection_pad(x, p))
+    got = custom_layers.reflection_pad(x.astype(np.float32), p).numpy()
+    np.testing.assert_allclose(got, np_reflection_pad(x, p), atol=ATOL, rtol=RTOL)
   # Known values: [0, 1, 2, 3] padded by 2 -> [2, 1, 0, 1, 2, 3, 2, 1].
   img = np.tile(np.arange(4.0), (1, 3, 1))[..., None]  # [1, 3, 4, 1], rows 0 1 2 3
   assert np_reflection_pad(img, 2)[0, 2, :, 0].tolist() == [2, 1, 0, 1, 2, 3, 2, 1]
+
+
+@pytest.mark.parametrize('padding,kernel,stride,mode,dtype', [
+    (1, 3, 1, 'reflect', 'float32'), (3, 7, 1, 'reflect', 'float32'),
+    (1, 3, 1, 'reflect', 'bfloat16'), (1, 3, 2, 'zero', 'float32'), (1, 4, 2, 'zero', 'bfloat16'),
+    (1, 4, 1, 'zero', 'float32')])
+def test_padded_conv_gradients_are_tfs(padding, kernel, stride, mode, dtype):
+  """Its own gradient (the pad recomputed in the backward pass) equals TF's gradient of
+  pad-then-conv, for the input and the kernel."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(kernel)
+  x = tf.constant(rng.uniform(-1, 1, (2, 9, 8, 4)), dtype)
+  kernel_ = tf.constant(rng.normal(0, 0.2, (kernel, kernel, 4, 5)), dtype)
+  out = [(side + 2 * padding - kernel) // stride + 1 for side in (9, 8)]
+  dy = tf.constant(rng.normal(0, 1, (2, *out, 5)), dtype)
+  pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+  tf_mode = 'REFLECT' if mode == 'reflect' else 'CONSTANT'
+  plain = lambda x, k: tf.nn.conv2d(tf.pad(x, pads, tf_mode), k, stride, 'VALID')
+  results = []
+  for conv in (lambda x, k: custom_layers.padded_conv2d(x, k, padding, mode, stride), plain):
+    with tf.GradientTape() as tape:
+      tape.watch([x, kernel_])
+      y = conv(x, kernel_)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(dy, tf.float32))
+    results.append([y] + tape.gradient(loss, [x, kernel_]))
+  for got, want in zip(*results):
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(tf.cast(got, tf.float32).numpy(),
+                                  tf.cast(want, tf.float32).numpy())
+
+
+def test_checkpoint_keys_of_earlier_versions_unchanged(tmp_path):
+  """A run checkpointed by an earlier version resumes: tf.train.Checkpoint keys a Keras model's
+  layers by position, so every weight keeps its key and shape (tests/checkpoint_keys.json:
+  the keys the first version's networks wrote)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(os.path.dirname(__file__), 'checkpoint_keys.json')) as f:
+    expected = json.load(f)
+  assert len(expected) == 5
+  for name, keys in expected.items():
+    net, norm = name.split('/')
+    if net.startswith('D:'):  # written under the same 'G' key
+      model = networks.define_D(3, 8, net[2:], norm=norm, seed=0)
+    else:
+      model = networks.define_G(3, 3, 8, net, norm=norm, seed=0)
+    path = tf.train.Checkpoint(G=model).write(os.fspath(tmp_path / net.replace(':', '_')))
+    got = {k: s for k, s in tf.train.list_variables(path) if k.startswith('G/')}
+    assert got == keys, name
 
 
 @pytest.mark.parametrize('kernel,stride,padding,size', [
