@@ -22,7 +22,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,17 +36,6 @@ RUNTIMES = ('reference_pytorch', 'tf_saved_model', 'tf_edge_graph', 'litert_floa
 REFERENCE = 'reference_pytorch'
 # Instructions the int8 kernels use where present (besides hardware.REPORTED_CPU_FLAGS).
 INT8_FLAGS = {'avx512_vnni', 'avx_vnni', 'amx_int8'}
-
-
-def _load_avg():
-  try:
-    return round(os.getloadavg()[0], 2)
-  except OSError:
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Children: one runtime each.
 
 
 def _images(size, channels=3):
@@ -96,22 +84,9 @@ def _runner(runtime, models, size, threads):
   return lambda: model(images)
 
 
-def peak_rss_mb():
-  """This process's peak resident memory (VmHWM): unlike ru_maxrss, not inherited from the
-  parent across fork and exec."""
-  try:
-    with open('/proc/self/status') as f:
-      for line in f:
-        if line.startswith('VmHWM:'):
-          return int(line.split()[1]) / 1024
-  except OSError:
-    pass
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child(runtime, models, size, warmup, runs, threads):
   """Times `runtime`; returns the result dict (ms per image, images/s, peak RSS, load)."""
-  load_before = _load_avg()
+  load_before = hardware.load_average()
   start = time.perf_counter()
   run = _runner(runtime, models, size, threads)
   for _ in range(warmup):
@@ -127,9 +102,9 @@ def child(runtime, models, size, warmup, runs, threads):
       'runtime': runtime, 'size': size, 'batch': 1,
       'ms': round(1e3 * median, 1), 'ms_min': round(1e3 * min(times), 1),
       'ms_max': round(1e3 * max(times), 1), 'images_per_sec': round(1 / median, 3),
-      'peak_rss_mb': round(peak_rss_mb(), 1),
+      'peak_rss_mb': round(hardware.peak_rss_mb(), 1),
       'setup_s': round(setup_s, 1), 'threads': threads, 'runs': runs,
-      'load_avg_before': load_before, 'load_avg_after': _load_avg(),
+      'load_avg_before': load_before, 'load_avg_after': hardware.load_average(),
   }
 
 
@@ -175,7 +150,7 @@ def run_all(args):
   folder = args.keep or tempfile.mkdtemp(prefix='cyclegan_inference_')
   os.makedirs(folder, exist_ok=True)
   print(f'# exporting {args.netG} ngf {args.ngf} at {args.size} px to {folder} '
-        f'(load average {_load_avg()})', file=sys.stderr, flush=True)
+        f'(load average {hardware.load_average()})', file=sys.stderr, flush=True)
   models, checks = prepare(folder, args.netG, args.ngf, args.size, args.check_images)
   best = {}
   for round_index in range(args.rounds):

@@ -9,38 +9,13 @@ side-by-side table of benchmarks/suite.py.
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import sys
-import time
 
 import torch
 
 from benchmarks import reference_torch as ref
 from cyclegan_tf import hardware
-
-
-def _load_avg():
-  try:
-    return round(os.getloadavg()[0], 2)
-  except OSError:
-    return None
-
-
-def peak_rss_mb():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _time_calls(fn, warmup, measured):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(measured):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
 
 
 def reference_pytorch(crop_size=128, batch_size=1, warmup=2, measured=5, generator_steps=5,
@@ -54,7 +29,7 @@ def reference_pytorch(crop_size=128, batch_size=1, warmup=2, measured=5, generat
   """
   if threads:
     torch.set_num_threads(threads)
-  load_before = _load_avg()
+  load_before = hardware.load_average()
   torch.manual_seed(0)
   g_a, g_b = (ref.define_G(3, 3, ngf, netG, 'instance') for _ in range(2))
   d_a, d_b = (ref.define_D(3, ndf, 'basic', norm='instance') for _ in range(2))
@@ -95,13 +70,13 @@ def reference_pytorch(crop_size=128, batch_size=1, warmup=2, measured=5, generat
     loss_d_b.backward()
     opt_d.step()
 
-  step_times = _time_calls(iteration, warmup, measured)
+  step_times = hardware.time_calls(iteration, warmup, measured)
   g_a.eval()
 
   def forward():
     with torch.no_grad():
       g_a(real_a)
-  gen_times = _time_calls(forward, 1, generator_steps)
+  gen_times = hardware.time_calls(forward, 1, generator_steps)
   step, gen = statistics.median(step_times), statistics.median(gen_times)
   return {
       'implementation': 'reference_pytorch',
@@ -111,7 +86,7 @@ def reference_pytorch(crop_size=128, batch_size=1, warmup=2, measured=5, generat
       'step_ms_min': round(1e3 * min(step_times), 2),
       'step_ms_max': round(1e3 * max(step_times), 2),
       'generator_ms': round(1e3 * gen, 2),
-      'peak_rss_mb': round(peak_rss_mb(), 1),
+      'peak_rss_mb': round(hardware.peak_rss_mb(), 1),
       'device': f'CPU {hardware.cpu_description()}',
       'precision': 'float32',
       'strategy': 'default',
@@ -123,7 +98,7 @@ def reference_pytorch(crop_size=128, batch_size=1, warmup=2, measured=5, generat
       'warmup_steps': warmup,
       'measured_steps': measured,
       'load_avg_before': load_before,
-      'load_avg_after': _load_avg(),
+      'load_avg_after': hardware.load_average(),
   }
 
 

@@ -31,11 +31,8 @@ benchmarks/reference_pytorch.py (the reference alone); see the README's Benchmar
 """
 
 import json
-import os
-import resource
 import statistics
 import sys
-import time
 
 from absl import logging
 import numpy as np
@@ -50,12 +47,6 @@ from cyclegan_tf import trainer as trainer_lib
 
 KEYS = ('train_images_per_sec', 'generator_images_per_sec', 'step_ms', 'peak_rss_mb', 'device',
         'precision', 'strategy', 'batch_size', 'crop_size')
-
-
-def peak_rss_mb():
-  """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return peak / (1024.0 * 1024.0) if sys.platform == 'darwin' else peak / 1024.0
 
 
 def _current_rss_mb():
@@ -84,13 +75,6 @@ def device_description(strategy):
           'replica(s)')
 
 
-def _load_avg():
-  try:
-    return round(os.getloadavg()[0], 2)
-  except OSError:
-    return None
-
-
 def random_batch(config, rng=None):
   """A global batch {'A', 'B'} of uniform [-1, 1] images of crop_size."""
   rng = rng or np.random.default_rng(0)
@@ -103,17 +87,6 @@ def random_batch(config, rng=None):
 def _sync(structure):
   """Waits for a step's results (returns them as numpy): the step is done when they are."""
   return tf.nest.map_structure(lambda t: t.numpy(), structure)
-
-
-def _time_calls(fn, warmup, measured):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(measured):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
 
 
 def make_trainer(config, strategy=None):
@@ -157,13 +130,13 @@ def benchmark_train_step(trainer, next_batch, warmup, measured):
   def step():
     values = _sync(trainer.train_step(next_batch()))
     last.update(zip(trainer.loss_names, values))
-  return _time_calls(step, warmup, measured), last
+  return hardware.time_calls(step, warmup, measured), last
 
 
 def benchmark_generator(generator, images, warmup, measured, jit_compile=False):
   """Seconds per inference forward of `generator` on `images`, one entry per measured call."""
   forward = tf.function(lambda x: generator(x, training=False), jit_compile=jit_compile)
-  return _time_calls(lambda: forward(images).numpy(), warmup, measured)
+  return hardware.time_calls(lambda: forward(images).numpy(), warmup, measured)
 
 
 def measure(config, read_dataset=False):
@@ -172,7 +145,7 @@ def measure(config, read_dataset=False):
   warmup = int(config.benchmark.warmup_steps)
   measured = int(config.benchmark.steps)
   generator_steps = int(config.benchmark.generator_steps)
-  load_before = _load_avg()
+  load_before = hardware.load_average()
   strategy = distribute.make_strategy(config.train)
   trainer = make_trainer(config, strategy)
   rss_built = _current_rss_mb()
@@ -200,7 +173,7 @@ def measure(config, read_dataset=False):
       'step_ms_min': round(1e3 * min(step_times), 2),
       'step_ms_max': round(1e3 * max(step_times), 2),
       'generator_ms': round(1e3 * gen, 2),
-      'peak_rss_mb': round(peak_rss_mb(), 1),
+      'peak_rss_mb': round(hardware.peak_rss_mb(), 1),
       'rss_after_build_mb': rss_built,
       'device': device_description(strategy),
       'precision': trainer.precision,
@@ -223,7 +196,7 @@ def measure(config, read_dataset=False):
       'intra_op_threads': tf.config.threading.get_intra_op_parallelism_threads(),
       'inter_op_threads': tf.config.threading.get_inter_op_parallelism_threads(),
       'load_avg_before': load_before,
-      'load_avg_after': _load_avg(),
+      'load_avg_after': hardware.load_average(),
   }
 
 

@@ -197,22 +197,17 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def start_server(export_dir, model, extra_flags=(), timeout=300):
-  """Starts `python -m serving.server` for export_dir/model on free ports.
+def launch_server(flags, timeout=300):
+  """Starts `python -m serving.server *flags` and waits until it serves.
 
-  Returns (process, rest address, grpc address). Raises RuntimeError with the server's output
-  when it does not come up within `timeout` seconds.
+  Returns (process, lines): lines keeps receiving the server's output. Raises RuntimeError with
+  the server's last output when it does not come up within `timeout` seconds.
   """
-  rest, grpc_port = _free_port(), _free_port()
-  command = [sys.executable, '-m', 'serving.server', f'--model_name={model}',
-             f'--model_base_path={os.path.join(export_dir, model)}',
-             f'--rest_api_port={rest}', f'--port={grpc_port}',
-             '--file_system_poll_wait_seconds=0', *extra_flags]
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
-             PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(
-                 os.path.abspath(__file__))), os.environ.get('PYTHONPATH', '')]))
-  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=env)
+             PYTHONPATH=os.pathsep.join([repo, os.environ.get('PYTHONPATH', '')]))
+  process = subprocess.Popen([sys.executable, '-m', 'serving.server', *flags], cwd=repo,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
   lines = []
   ready = threading.Event()
 
@@ -225,7 +220,21 @@ def start_server(export_dir, model, extra_flags=(), timeout=300):
   threading.Thread(target=read, daemon=True).start()
   if not ready.wait(timeout):
     process.kill()
-    raise RuntimeError('The server did not start:\n' + ''.join(lines[-30:]))
+    raise RuntimeError('The server did not start:\n' + ''.join(lines[-40:]))
+  return process, lines
+
+
+def start_server(export_dir, model, extra_flags=(), timeout=300):
+  """Starts `python -m serving.server` for export_dir/model on free ports.
+
+  Returns (process, rest address, grpc address). Raises RuntimeError with the server's output
+  when it does not come up within `timeout` seconds.
+  """
+  rest, grpc_port = _free_port(), _free_port()
+  process, _ = launch_server(
+      [f'--model_name={model}', f'--model_base_path={os.path.join(export_dir, model)}',
+       f'--rest_api_port={rest}', f'--port={grpc_port}', '--file_system_poll_wait_seconds=0',
+       *extra_flags], timeout)
   return process, f'127.0.0.1:{rest}', f'127.0.0.1:{grpc_port}'
 
 

@@ -25,6 +25,8 @@ from PIL import Image
 
 import serving_testlib as lib
 
+from serving import load_test
+
 pytestmark = pytest.mark.slow
 
 MAX_PIXELS = 30_000  # the 48 x 64 test image and the 160 x 160 examples pass; 200 x 160 not
@@ -43,26 +45,11 @@ def cli_server(exported_run, tmp_path_factory):
   folder = tmp_path_factory.mktemp('cli_server')
   config = lib.write_models_config(str(folder), exported_run.export_dir)
   rest, grpc_port = lib.free_port(), lib.free_port()
-  command = [sys.executable, '-m', 'serving.server', f'--model_config_file={config}',
-             f'--rest_api_port={rest}', f'--port={grpc_port}', '--rest_api_enable_cors_support',
-             f'--max_image_pixels={MAX_PIXELS}', f'--max_body_bytes={MAX_BODY}',
-             f'--rest_api_read_timeout_in_ms={READ_TIMEOUT_MS}',
-             '--file_system_poll_wait_seconds=0']
-  env = dict(os.environ, PYTHONPATH=lib.REPO, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(command, cwd=lib.REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-  lines, ready = [], threading.Event()
-
-  def read():
-    for line in process.stdout:
-      lines.append(line)
-      if 'Ctrl-C stops' in line:
-        ready.set()
-
-  threading.Thread(target=read, daemon=True).start()
-  if not ready.wait(180):
-    process.kill()
-    pytest.fail('The server did not start:\n' + ''.join(lines[-40:]))
+  flags = [f'--model_config_file={config}', f'--rest_api_port={rest}', f'--port={grpc_port}',
+           '--rest_api_enable_cors_support', f'--max_image_pixels={MAX_PIXELS}',
+           f'--max_body_bytes={MAX_BODY}', f'--rest_api_read_timeout_in_ms={READ_TIMEOUT_MS}',
+           '--file_system_poll_wait_seconds=0']
+  process, lines = load_test.launch_server(flags, timeout=180)
   server = types.SimpleNamespace(url=f'http://127.0.0.1:{rest}', port=rest,
                                      grpc=f'127.0.0.1:{grpc_port}', process=process,
                                      lines=lines, folder=folder)
