@@ -29,16 +29,11 @@ SUITE = (
     ('tf mixed_bfloat16 128', 128, _AT_128 + ['--config.train.precision=mixed_bfloat16'] +
      _FEW_STEPS),
     ('tf float32 256 (memory)', 256, _AT_256 + _FEW_STEPS),
+    ('tf mixed_bfloat16 256 (memory)', 256,
+     _AT_256 + ['--config.train.precision=mixed_bfloat16'] + _FEW_STEPS),
 )
 REFERENCE = (('reference pytorch 128', 128, []),
              ('reference pytorch 256', 256, ['--steps=2', '--warmup=1']))
-
-
-def _load_avg():
-  try:
-    return round(os.getloadavg()[0], 2)
-  except OSError:
-    return None
 
 
 def _commands(args, extra):
@@ -59,7 +54,7 @@ def run_suite(args, extra):
   """Runs the configurations; returns [(name, crop size, result dict)]."""
   rows = []
   for name, size, command in _commands(args, extra):
-    print(f'# {name}: load average {_load_avg()}', file=sys.stderr, flush=True)
+    print(f'# {name}: load average {hardware.load_average()}', file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
     if done.returncode or not lines:
@@ -72,16 +67,19 @@ def run_suite(args, extra):
 
 
 def print_table(rows, stream=sys.stderr):
+  """The table: each configuration's figures and their ratio to the reference's at its size."""
   reference = {size: r for name, size, r in rows if name.startswith('reference')}
   print(f'\nCPU: {hardware.cpu_description()}', file=stream)
-  print('{:<26} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9}'.format(
-      'configuration', 'train i/s', 'x ref', 'G i/s', 'x ref', 'peak MB', 'load'), file=stream)
+  row = '{:<31} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>9}'
+  print(row.format('configuration', 'train i/s', 'x ref', 'G i/s', 'x ref', 'peak MB', 'x ref',
+                   'load'), file=stream)
   for name, size, r in rows:
     ref = reference.get(size)
     ratio = lambda key: (f'{r[key] / ref[key]:.2f}' if ref and ref.get(key) else '-')
-    print('{:<26} {:>10.3f} {:>9} {:>10.2f} {:>9} {:>9.0f} {:>9}'.format(
-        name, r['train_images_per_sec'], ratio('train_images_per_sec'),
-        r['generator_images_per_sec'], ratio('generator_images_per_sec'), r['peak_rss_mb'],
+    print(row.format(
+        name, f"{r['train_images_per_sec']:.3f}", ratio('train_images_per_sec'),
+        f"{r['generator_images_per_sec']:.2f}", ratio('generator_images_per_sec'),
+        f"{r['peak_rss_mb']:.0f}", ratio('peak_rss_mb'),
         f"{r['load_avg_before']}-{r['load_avg_after']}"), file=stream)
 
 

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from cyclegan_tf import benchmark
+from cyclegan_tf import hardware
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ('--config.model.netG=resnet_6blocks', '--config.model.ngf=4',
@@ -124,4 +125,22 @@ def test_mixed_float16_unscales_gradients_before_adam(default_config):
 
 @pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason='Linux RSS accounting')
 def test_peak_rss_is_in_megabytes():
-  assert 50 < benchmark.peak_rss_mb() < 1e6
+  assert 50 < hardware.peak_rss_mb() < 1e6
+
+
+def test_suite_table_gives_ratios_to_the_reference_at_the_same_size():
+  from benchmarks import suite  # pylint: disable=g-import-not-at-top
+  result = lambda train, gen, peak: {
+      'train_images_per_sec': train, 'generator_images_per_sec': gen, 'peak_rss_mb': peak,
+      'load_avg_before': 0.1, 'load_avg_after': 0.2}
+  rows = [('tf mixed_bfloat16 256 (memory)', 256, result(0.15, 3.0, 2400.0)),
+          ('tf float32 128', 128, result(0.6, 12.0, 1500.0)),
+          ('reference pytorch 256', 256, result(0.075, 1.5, 3200.0))]
+  stream = io.StringIO()
+  suite.print_table(rows, stream)
+  lines = {line.split('  ')[0]: line.split() for line in stream.getvalue().splitlines()}
+  ours = lines['tf mixed_bfloat16 256 (memory)']
+  assert ours[-7:] == ['0.150', '2.00', '3.00', '2.00', '2400', '0.75', '0.1-0.2']
+  # No reference run at 128 px: no ratios, not ratios to another size.
+  assert lines['tf float32 128'][-7:] == ['0.600', '-', '12.00', '-', '1500', '-', '0.1-0.2']
+  assert 'CPU:' in stream.getvalue()
