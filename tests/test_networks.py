@@ -358,8 +358,10 @@ def test_reflection_padding_matches_pytorch():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (2, 5, 7, 3))
   for p in (1, 3):
-    got = custom_layers.reflection_pad(x.astype(np.float32), p).numpy()
+    got = custom_layers.pad2d(x.astype(np.float32), p, 'reflect').numpy()
     np.testing.assert_allclose(got, np_reflection_pad(x, p), atol=ATOL, rtol=RTOL)
+  with pytest.raises(ValueError, match="'replicate'.*reflect, zero"):
+    custom_layers.pad2d(x, 1, 'replicate')
   # Known values: [0, 1, 2, 3] padded by 2 -> [2, 1, 0, 1, 2, 3, 2, 1].
   img = np.tile(np.arange(4.0), (1, 3, 1))[..., None]  # [1, 3, 4, 1], rows 0 1 2 3
   assert np_reflection_pad(img, 2)[0, 2, :, 0].tolist() == [2, 1, 0, 1, 2, 3, 2, 1]
