@@ -15,6 +15,9 @@ stderr), with:
   generator_ms              median generator forward (whole batch), milliseconds
   peak_rss_mb               peak resident memory of the process (ru_maxrss), MiB
   rss_after_build_mb        resident memory once the networks and optimizers exist
+  peak_tensor_mb            TF's allocator: the most tensor memory in use at once during the
+                            train steps (variables, optimizer slots, activations) on the first
+                            device, MiB; null where the device does not count it
   device, precision, strategy, replicas, batch_size, crop_size, netG, ngf, read_dataset,
   warmup_steps, measured_steps, intra_op_threads, inter_op_threads (0 = TF's default)
   losses_finite, loss_dtypes  the last measured step's losses (float32 under every policy)
@@ -139,6 +142,24 @@ def benchmark_generator(generator, images, warmup, measured, jit_compile=False):
   return hardware.time_calls(lambda: forward(images).numpy(), warmup, measured)
 
 
+def _first_device():
+  return 'GPU:0' if tf.config.list_logical_devices('GPU') else 'CPU:0'
+
+
+def _reset_peak_tensor_memory():
+  try:
+    tf.config.experimental.reset_memory_stats(_first_device())
+  except (ValueError, RuntimeError):  # a device whose allocator keeps no statistics
+    pass
+
+
+def _peak_tensor_mb():
+  try:
+    return round(tf.config.experimental.get_memory_info(_first_device())['peak'] / 2**20, 1)
+  except (ValueError, RuntimeError):
+    return None
+
+
 def measure(config, read_dataset=False):
   """Runs the benchmark; returns the result dict (see the module docstring)."""
   configuration.validate(config)
@@ -154,8 +175,10 @@ def measure(config, read_dataset=False):
                '%d warm-up + %d measured steps.', config.model.netG, config.model.ngf,
                config.data.crop_size, c.batch_size, trainer.precision, c.strategy,
                strategy.num_replicas_in_sync, warmup, measured)
+  _reset_peak_tensor_memory()
   step_times, last_losses = benchmark_train_step(
       trainer, _batches(config, strategy, read_dataset), warmup, measured)
+  peak_tensor_mb = _peak_tensor_mb()
   finite = bool(all(np.all(np.isfinite(v)) for v in last_losses.values()))
   if not finite:
     logging.warning('Non-finite losses in the last measured step: %s', last_losses)
@@ -175,6 +198,7 @@ def measure(config, read_dataset=False):
       'generator_ms': round(1e3 * gen, 2),
       'peak_rss_mb': round(hardware.peak_rss_mb(), 1),
       'rss_after_build_mb': rss_built,
+      'peak_tensor_mb': peak_tensor_mb,
       'device': device_description(strategy),
       'precision': trainer.precision,
       'precision_config': c.precision,

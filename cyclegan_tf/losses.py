@@ -34,16 +34,15 @@ def l1_loss(prediction, target):
   return _per_example_mean(tf.abs(tf.cast(prediction, tf.float32) - tf.cast(target, tf.float32)))
 
 
-def cycle_losses(real_a, rec_a, real_b, rec_b, lambda_a, lambda_b):
-  """Forward cycle ||G_B(G_A(A)) - A|| * lambda_A and backward ||G_A(G_B(B)) - B|| * lambda_B."""
-  return l1_loss(rec_a, real_a) * lambda_a, l1_loss(rec_b, real_b) * lambda_b
+def cycle_loss(real, reconstructed, lambda_):
+  """Cycle consistency ||G_B(G_A(A)) - A||_1 * lambda_A (or ||G_A(G_B(B)) - B||_1 * lambda_B)."""
+  return l1_loss(reconstructed, real) * lambda_
 
 
-def identity_losses(real_a, idt_b, real_b, idt_a, lambda_a, lambda_b, lambda_identity):
-  """||G_A(B) - B|| * lambda_B * lambda_idt and ||G_B(A) - A|| * lambda_A * lambda_idt."""
-  loss_idt_a = l1_loss(idt_a, real_b) * lambda_b * lambda_identity
-  loss_idt_b = l1_loss(idt_b, real_a) * lambda_a * lambda_identity
-  return loss_idt_a, loss_idt_b
+def identity_loss(real, identity, lambda_other, lambda_identity):
+  """||G_A(B) - B||_1 * lambda_B * lambda_idt (idt_A), or ||G_B(A) - A||_1 * lambda_A * lambda_idt
+  (idt_B): the reference weights each identity by the lambda of the images it sees."""
+  return l1_loss(identity, real) * lambda_other * lambda_identity
 
 
 def discriminator_loss(pred_real, pred_fake, gan_mode):

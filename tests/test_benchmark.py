@@ -40,6 +40,8 @@ def _check_result(result, precision):
   for key in ('train_images_per_sec', 'generator_images_per_sec', 'step_ms', 'peak_rss_mb',
               'generator_ms'):
     assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+  # TF's CPU allocator counts its tensors: their peak is part of the process's resident peak.
+  assert 0 < result['peak_tensor_mb'] < result['peak_rss_mb'], result
   assert result['precision'] == precision
   assert result['strategy'] == 'default'
   assert result['batch_size'] == 1 and result['crop_size'] == 32
@@ -144,3 +146,19 @@ def test_suite_table_gives_ratios_to_the_reference_at_the_same_size():
   # No reference run at 128 px: no ratios, not ratios to another size.
   assert lines['tf float32 128'][-7:] == ['0.600', '-', '12.00', '-', '1500', '-', '0.1-0.2']
   assert 'CPU:' in stream.getvalue()
+
+
+@pytest.mark.parametrize('framework', ['tensorflow', 'torch'])
+def test_conv_kernel_benchmark_times_every_layer(framework, capsys):
+  if framework == 'torch':
+    pytest.importorskip('torch')
+  from benchmarks import conv_kernels  # pylint: disable=g-import-not-at-top
+  conv_kernels.child(framework, crop_size=16, runs=1, threads=0)
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+  assert [r['layer'] for r in rows] == [layer[0] for layer in conv_kernels.LAYERS]
+  residual = rows[[layer[0] for layer in conv_kernels.LAYERS].index('G residual 256')]
+  # 16 px: the residual convs see 4 x 4 (+ 1 px of padding a side), 3 x 3 x 256 x 256.
+  assert residual['gflop'] == round(2 * 4 * 4 * 9 * 256 * 256 / 1e9, 3)
+  for row in rows:
+    assert row['framework'] == framework
+    assert all(row[k] > 0 for k in conv_kernels.KERNELS), row
