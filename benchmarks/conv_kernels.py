@@ -2,7 +2,7 @@
 
   python -m benchmarks.conv_kernels [--crop_size=128] [--runs=20] [--threads=N]
 
-The train step spends about 85% of its time in convolutions (README, Benchmark). This times
+The train step spends most of its time in convolutions (README, Benchmark). This times
 the three kernels of each distinct conv of resnet_9blocks (ngf 64) and the basic discriminator
 (ndf 64) at `crop_size`, on already padded inputs: the forward conv, the gradient of its input
 and the gradient of its filter, in TensorFlow and in PyTorch, each framework in a process of
@@ -17,7 +17,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from cyclegan_tf import hardware
 
 # (name, padded input side as a function of the crop size S, in channels, out channels,
 #  kernel, stride): the generator's convs (reflect/zero padding included in the side) and the
@@ -33,17 +34,6 @@ LAYERS = (
     ('D 256', lambda s: s // 4 + 2, 128, 256, 4, 2),
 )
 KERNELS = ('forward', 'input_grad', 'filter_grad')
-
-
-def _median_seconds(fn, runs):
-  fn()
-  fn()
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _tf_kernels(side, cin, cout, k, stride, threads):
@@ -91,7 +81,8 @@ def child(framework, crop_size, runs, threads):
     flop = 2 * out_side * out_side * k * k * cin * cout
     row = {'framework': framework, 'layer': name, 'gflop': round(flop / 1e9, 3)}
     for kernel in KERNELS:
-      row[kernel] = round(flop / _median_seconds(fns[kernel], runs) / 1e9, 1)
+      seconds = statistics.median(hardware.time_calls(fns[kernel], 2, runs))
+      row[kernel] = round(flop / seconds / 1e9, 1)
     print(json.dumps(row), flush=True)
 
 
@@ -114,7 +105,6 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.child:
     return child(args.child, args.crop_size, args.runs, args.threads)
-  from cyclegan_tf import hardware  # pylint: disable=g-import-not-at-top
   rows = {}
   for framework in ('tensorflow', 'torch'):
     for row in _run_child(framework, args):

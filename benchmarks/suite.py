@@ -1,12 +1,13 @@
 """The README's side-by-side comparison: this project's train step against the reference's.
 
-  python -m benchmarks.suite [--no_reference] [--only=NAME,...] [main.py flags for our runs]
+  python -m benchmarks.suite [--no_reference] [--only=NAME,...] [--repeat=N] [main.py flags]
 
 runs every configuration below in a process of its own, one after the other (our
 `main.py --mode=benchmark` and benchmarks/reference_pytorch.py, when torch is installed),
 prints each result as one JSON line on stdout and a table with the CPU model and its flags on
 stderr, and ratios to the reference at the same crop size. Timings are only as good as a quiet
-machine: the load average is printed before and after every run.
+machine: the load average is printed before and after every run, and `--repeat=N` runs the
+whole list N times in turn and shows each configuration's median run with the spread.
 """
 
 import argparse
@@ -22,12 +23,11 @@ _FEW_STEPS = ['--config.benchmark.warmup_steps=1', '--config.benchmark.steps=2',
               '--config.benchmark.generator_steps=2']
 _AT_128 = ['--config.data.crop_size=128', '--config.data.load_size=143']
 _AT_256 = ['--config.data.crop_size=256', '--config.data.load_size=286']
-# (name, crop size, main.py flags); 256 px and bfloat16 take fewer steps (a step can take 30 s+
-# on a 2-core CPU).
+# (name, crop size, main.py flags); 256 px takes fewer steps (a step can take 30 s+ on a 2-core
+# CPU).
 SUITE = (
     ('tf float32 128', 128, _AT_128),
-    ('tf mixed_bfloat16 128', 128, _AT_128 + ['--config.train.precision=mixed_bfloat16'] +
-     _FEW_STEPS),
+    ('tf mixed_bfloat16 128', 128, _AT_128 + ['--config.train.precision=mixed_bfloat16']),
     ('tf float32 256 (memory)', 256, _AT_256 + _FEW_STEPS),
     ('tf mixed_bfloat16 256 (memory)', 256,
      _AT_256 + ['--config.train.precision=mixed_bfloat16'] + _FEW_STEPS),
@@ -51,18 +51,30 @@ def _commands(args, extra):
 
 
 def run_suite(args, extra):
-  """Runs the configurations; returns [(name, crop size, result dict)]."""
+  """Runs the configurations, all of them `args.repeat` times in turn (so that a slower spell of
+  a shared machine hits every configuration alike); returns [(name, crop size, result dict)],
+  one row per configuration: the run of median train images/s, with `repeats` and the spread
+  `train_images_per_sec_min` / `_max` added."""
+  runs = {}
+  commands = _commands(args, extra)
+  for _ in range(args.repeat):
+    for name, size, command in commands:
+      print(f'# {name}: load average {hardware.load_average()}', file=sys.stderr, flush=True)
+      done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+      lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
+      if done.returncode or not lines:
+        print(f'# {name} failed:\n{done.stderr[-3000:]}', file=sys.stderr)
+        continue
+      result = json.loads(lines[-1])
+      runs.setdefault((name, size), []).append(result)
+      print(json.dumps({'name': name, **result}), flush=True)
   rows = []
-  for name, size, command in _commands(args, extra):
-    print(f'# {name}: load average {hardware.load_average()}', file=sys.stderr, flush=True)
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
-    if done.returncode or not lines:
-      print(f'# {name} failed:\n{done.stderr[-3000:]}', file=sys.stderr)
-      continue
-    result = json.loads(lines[-1])
-    rows.append((name, size, result))
-    print(json.dumps({'name': name, **result}), flush=True)
+  for (name, size), results in runs.items():
+    speeds = sorted(r['train_images_per_sec'] for r in results)
+    median = sorted(results, key=lambda r: r['train_images_per_sec'])[(len(results) - 1) // 2]
+    rows.append((name, size, {**median, 'repeats': len(results),
+                              'train_images_per_sec_min': speeds[0],
+                              'train_images_per_sec_max': speeds[-1]}))
   return rows
 
 
@@ -70,9 +82,9 @@ def print_table(rows, stream=sys.stderr):
   """The table: each configuration's figures and their ratio to the reference's at its size."""
   reference = {size: r for name, size, r in rows if name.startswith('reference')}
   print(f'\nCPU: {hardware.cpu_description()}', file=stream)
-  row = '{:<31} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>9}'
+  row = '{:<31} {:>9} {:>6} {:>8} {:>6} {:>8} {:>6} {:>9} {:>13}'
   print(row.format('configuration', 'train i/s', 'x ref', 'G i/s', 'x ref', 'peak MB', 'x ref',
-                   'load'), file=stream)
+                   'load', 'train spread'), file=stream)
   for name, size, r in rows:
     ref = reference.get(size)
     ratio = lambda key: (f'{r[key] / ref[key]:.2f}' if ref and ref.get(key) else '-')
@@ -80,7 +92,9 @@ def print_table(rows, stream=sys.stderr):
         name, f"{r['train_images_per_sec']:.3f}", ratio('train_images_per_sec'),
         f"{r['generator_images_per_sec']:.2f}", ratio('generator_images_per_sec'),
         f"{r['peak_rss_mb']:.0f}", ratio('peak_rss_mb'),
-        f"{r['load_avg_before']}-{r['load_avg_after']}"), file=stream)
+        f"{r['load_avg_before']}-{r['load_avg_after']}",
+        (f"{r['train_images_per_sec_min']:.3f}-{r['train_images_per_sec_max']:.3f}"
+         if r.get('repeats', 1) > 1 else '-')), file=stream)
 
 
 def main(argv=None):
@@ -88,6 +102,8 @@ def main(argv=None):
   parser.add_argument('--config', default='configs/default.py')
   parser.add_argument('--no_reference', action='store_true', help='skip the PyTorch runs')
   parser.add_argument('--only', default='', help='comma-separated configuration names')
+  parser.add_argument('--repeat', type=int, default=1,
+                      help='runs of every configuration, in turn; the table shows the median')
   args, extra = parser.parse_known_args(argv)  # other flags go to main.py's runs
   print_table(run_suite(args, extra))
 

@@ -6,6 +6,7 @@ with finite float32 losses; mixed_float16 goes through Keras' LossScaleOptimizer
 gradients must reach Adam unscaled.
 """
 
+import argparse
 import io
 import json
 import os
@@ -142,10 +143,31 @@ def test_suite_table_gives_ratios_to_the_reference_at_the_same_size():
   suite.print_table(rows, stream)
   lines = {line.split('  ')[0]: line.split() for line in stream.getvalue().splitlines()}
   ours = lines['tf mixed_bfloat16 256 (memory)']
-  assert ours[-7:] == ['0.150', '2.00', '3.00', '2.00', '2400', '0.75', '0.1-0.2']
+  assert ours[-8:] == ['0.150', '2.00', '3.00', '2.00', '2400', '0.75', '0.1-0.2', '-']
   # No reference run at 128 px: no ratios, not ratios to another size.
-  assert lines['tf float32 128'][-7:] == ['0.600', '-', '12.00', '-', '1500', '-', '0.1-0.2']
+  assert lines['tf float32 128'][-8:] == ['0.600', '-', '12.00', '-', '1500', '-', '0.1-0.2', '-']
   assert 'CPU:' in stream.getvalue()
+
+
+def test_suite_repeats_in_turn_and_keeps_the_median_run(monkeypatch):
+  from benchmarks import suite  # pylint: disable=g-import-not-at-top
+  speeds = iter([0.30, 0.28, 0.33, 0.29, 0.31, 0.27])  # ours, reference, ours, ...
+  order = []
+
+  def fake_run(command, **kwargs):
+    order.append('reference' if 'benchmarks.reference_pytorch' in command else 'ours')
+    result = {'train_images_per_sec': next(speeds), 'step_ms': 1.0}
+    return subprocess.CompletedProcess(command, 0, stdout=json.dumps(result) + '\n', stderr='')
+  monkeypatch.setattr(suite.subprocess, 'run', fake_run)
+  args = argparse.Namespace(config='configs/default.py', no_reference=False, repeat=3,
+                            only='tf float32 128,reference pytorch 128')
+  rows = {name: r for name, _, r in suite.run_suite(args, [])}
+  assert order == ['ours', 'reference'] * 3
+  assert rows['tf float32 128']['train_images_per_sec'] == 0.31  # median of .30 .33 .31
+  assert rows['reference pytorch 128']['train_images_per_sec'] == 0.28
+  ours = rows['tf float32 128']
+  assert (ours['train_images_per_sec_min'], ours['train_images_per_sec_max'],
+          ours['repeats']) == (0.30, 0.33, 3)
 
 
 @pytest.mark.parametrize('framework', ['tensorflow', 'torch'])
