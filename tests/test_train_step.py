@@ -150,3 +150,39 @@ def test_wgangp_adds_a_real_gradient_penalty():
   out = dict(zip(trainer.loss_names, trainer.train_step(batch).numpy().tolist()))
   assert out['gp_A'] > 0 and out['gp_B'] > 0
   assert all(np.isfinite(v) for v in out.values())
+
+
+def _peak_tensor_bytes(fn):
+  """TF's CPU allocator: the most bytes in use at once during fn() beyond those before it."""
+  fn()  # traced and warm
+  before = tf.config.experimental.get_memory_info('CPU:0')['current']
+  tf.config.experimental.reset_memory_stats('CPU:0')
+  fn()
+  return tf.config.experimental.get_memory_info('CPU:0')['peak'] - before
+
+
+def test_generator_gradients_hold_one_group_of_activations_at_a_time():
+  """The grouped backward's point: less memory than one backward of the whole loss (0.65x
+  measured here; about 0.6x at 256 px with ngf 64)."""
+  config = _tiny_config()
+  config.model.ngf = 32  # tensors above the allocator's small-block size, which it counts
+  config.train.batch_size = 1
+  trainer = trainer_lib.CycleGANTrainer(config, tf.distribute.get_strategy(), (128, 128, 3),
+                                        (128, 128, 3))
+  rng = np.random.default_rng(5)
+  real_a, real_b = (tf.constant(rng.uniform(-1, 1, (1, 128, 128, 3)), tf.float32) for _ in 'AB')
+  nets = {name: getattr(trainer, name) for name in ('G_A', 'G_B', 'D_A', 'D_B')}
+
+  @tf.function
+  def whole_loss_gradients():
+    with tf.GradientTape() as tape:
+      terms, _, _ = _reference_generator_terms(config, nets, real_a, real_b)
+      loss = sum(terms.values())
+    return tape.gradient(loss, trainer.g_vars)
+
+  grouped = tf.function(trainer._generator_grads_fn)
+  whole = _peak_tensor_bytes(lambda: [g.numpy() for g in whole_loss_gradients()])
+  if not whole:
+    pytest.skip("this TensorFlow's CPU allocator keeps no statistics (oneDNN off)")
+  ours = _peak_tensor_bytes(lambda: [g.numpy() for g in grouped(real_a, real_b)[0]])
+  assert ours < 0.8 * whole, (ours, whole)
