@@ -70,11 +70,10 @@ def run_suite(args, extra):
       print(json.dumps({'name': name, **result}), flush=True)
   rows = []
   for (name, size), results in runs.items():
-    speeds = sorted(r['train_images_per_sec'] for r in results)
-    median = sorted(results, key=lambda r: r['train_images_per_sec'])[(len(results) - 1) // 2]
-    rows.append((name, size, {**median, 'repeats': len(results),
-                              'train_images_per_sec_min': speeds[0],
-                              'train_images_per_sec_max': speeds[-1]}))
+    ordered = sorted(results, key=lambda r: r['train_images_per_sec'])
+    rows.append((name, size, {**ordered[(len(ordered) - 1) // 2], 'repeats': len(ordered),
+                              'train_images_per_sec_min': ordered[0]['train_images_per_sec'],
+                              'train_images_per_sec_max': ordered[-1]['train_images_per_sec']}))
   return rows
 
 

@@ -147,7 +147,8 @@ class CycleGANTrainer:
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
       with tape:  # recorded, or the scaled loss has no gradient (all None)
         loss = optimizer.scale_loss(loss)
-    # LossScaleOptimizer unscales them in apply; zeros for a variable a loss group never uses.
+    # LossScaleOptimizer unscales them in apply. Zeros, not None, for a variable the loss does
+    # not reach, so that the generator's loss groups' gradients always add.
     return tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
   def _generator_grads_fn(self, real_a, real_b):

@@ -163,7 +163,8 @@ def _peak_tensor_bytes(fn):
 
 def test_generator_gradients_hold_one_group_of_activations_at_a_time():
   """The grouped backward's point: less memory than one backward of the whole loss (0.65x
-  measured here; about 0.6x at 256 px with ngf 64)."""
+  measured here; a whole float32 train step at 256 px with ngf 64 peaked at 1.21 GB against
+  1.93 GB before the grouping)."""
   config = _tiny_config()
   config.model.ngf = 32  # tensors above the allocator's small-block size, which it counts
   config.train.batch_size = 1
