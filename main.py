@@ -14,6 +14,7 @@ the run's own config.json; the command line sets only what the mode may change (
 cyclegan_tf/configuration.py). User errors print one line, without a traceback, exit status 1.
 """
 
+import errno
 import logging as std_logging
 import os
 import sys
@@ -87,11 +88,34 @@ def _explicit_model_fields(config):
   return fields | {f[len('model.'):] for f in _override_fields() if f.startswith('model.')}
 
 
+# Flags that name files or folders: '~' is expanded in them (bash leaves it alone in --flag=~/x).
+_PATH_FLAGS = ('workdir', 'export_dir', 'input', 'output', 'saved_model', 'pth', 'model')
+
+
+def _expand_path_flags():
+  """Expands '~' in every path flag and path config field; UsageError when one cannot be."""
+  from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
+  for name in _PATH_FLAGS:
+    value = FLAGS[name].value
+    if value and '://' not in value:
+      expanded = os.path.expanduser(value)
+      if expanded.startswith('~'):
+        raise app.UsageError(f'--{name}={value!r}: {expanded.split(os.sep)[0]!r} cannot be '
+                             'expanded (no such user, or HOME is not set); give the path '
+                             'without ~.')
+      FLAGS[name].value = expanded
+  try:
+    configuration.normalize_paths(FLAGS.config)
+  except configuration.ConfigError as e:
+    raise app.UsageError(str(e)) from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_OnlyOurInfo())
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
+  _expand_path_flags()
   config = FLAGS.config
   mode = FLAGS.mode
   if mode in _NEEDS_WORKDIR and not FLAGS.workdir:
@@ -112,23 +136,57 @@ def main(argv):
     if not consumes_run:  # a run's own config.json is validated where it is read
       raise app.UsageError(str(e)) from None
   try:
+    if FLAGS.workdir and (mode in _NEEDS_WORKDIR or mode == 'translate'):
+      from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
+      run_dir.check_workdir(FLAGS.workdir)
     return _run_mode(mode, config)
-  except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
-    if not _is_user_error(e):
+  except Exception as e:  # pylint: disable=broad-except
+    message = _user_error_message(e)
+    if message is None:
       raise
-    print(f'Error: {e}', file=sys.stderr)
+    print(f'Error: {message}', file=sys.stderr)
     return 1
 
 
-def _is_user_error(error):
-  """Errors whose message tells the user what to fix: printed without a traceback."""
+# errno values of a file system that cannot take what is written: said in one line.
+_STORAGE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ('ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR',
+                                      'EISDIR', 'ENAMETOOLONG', 'EFBIG') if hasattr(errno, name))
+_STORAGE_HINTS = {'ENOSPC': 'free some space (or use another --workdir / --output)',
+                  'EDQUOT': 'free some space (or use another --workdir / --output)',
+                  'EROFS': 'use a writable folder',
+                  'EACCES': 'use a folder you may write to', 'EPERM': 'use a folder you may write '
+                  'to'}
+
+
+def _user_error_message(error):
+  """The one-line message of an error the user can fix (None: a bug, shown with a traceback).
+
+  Errors whose message names the problem and the fix (config, data, files, conversions, NaN
+  losses, locks), and storage failures (disk full, read-only, permission denied) from Python
+  or from TensorFlow's file system, which name the path and the cause.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import trainer  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
-  return isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
-                            configuration.DataError, torch_layout.ConversionError,
-                            trainer.NonFiniteLossError, runtimes.MissingRuntimeError))
+  if isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
+                        configuration.DataError, torch_layout.ConversionError,
+                        trainer.NonFiniteLossError, runtimes.MissingRuntimeError,
+                        run_dir.RunDirError)):
+    return str(error)
+  if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+    where = error.filename or 'a file'
+    hint = _STORAGE_HINTS.get(errno.errorcode.get(error.errno, ''), 'check the path')
+    return f'cannot write {where}: {error.strerror or error}; {hint}.'
+  storage_words = ('No space left', 'Read-only file system', 'Permission denied',
+                   'Disk quota exceeded')
+  if isinstance(error, tf.errors.OpError) and any(w in error.message for w in storage_words):
+    return (f'{run_dir.describe_error(error, cause_only=False)}; free some space or use a '
+            'writable folder.')
+  return None
 
 
 def _run_mode(mode, config):

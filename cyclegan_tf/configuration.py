@@ -7,7 +7,8 @@ line (--config and its overrides) sets only what the mode may change:
 
   train (resume)  RESUMABLE_CHANGES (run length, intervals, strategy, paths); any other field
                   that differs from config.json is refused, naming the fields.
-  evaluate        eval, plus where the data lives (data.root, data.tfds_data_dir)
+  evaluate        eval, plus where the data lives (data.root, data.tfds_data_dir) when given;
+                  by default the data are where config.json records them (absolute paths)
   export          export
   translate       translate, export (model names)
 
@@ -16,6 +17,7 @@ mode_config(run_config, cli_config, mode) applies this rule; modes without a run
 """
 
 import json
+import os
 
 from cyclegan_tf import losses
 from cyclegan_tf import networks
@@ -34,7 +36,14 @@ RESUMABLE_CHANGES = (
     'train.eval_every_steps', 'train.strategy', 'train.devices', 'train.init_from',
     'data.root', 'data.tfds_data_dir', 'data.cache', 'data.num_parallel_calls', 'eval', 'export',
     'translate', 'benchmark', 'pretrained', 'train.jit_compile', 'train.precision',
+    # The reference's --continue_train --lr: continue (e.g. after a NaN stop) at another rate.
+    'train.lr',
 )
+# Config fields that hold local paths: '~' is expanded and they are recorded absolute.
+PATH_FIELDS = ('data.root', 'data.tfds_data_dir', 'train.init_from', 'eval.inception_weights',
+               'pretrained.cache_dir')
+# Where the data lives: a consumer of a run takes them from the command line only when given.
+_DATA_LOCATION = ('data.root', 'data.tfds_data_dir')
 # Fields each mode that consumes a run takes from the command line (the rest: config.json).
 MODE_FIELDS = {
     'evaluate': ('eval', 'data.root', 'data.tfds_data_dir', 'data.num_parallel_calls'),
@@ -159,6 +168,33 @@ def validate(config):
   return config
 
 
+def expand_path(path, what):
+  """`path` with '~' expanded and made absolute; URLs (gs://...) and '' as they are.
+
+  Raises ConfigError naming `what` when a '~' cannot be expanded (no such user, no HOME).
+  """
+  if not path or '://' in path:
+    return path
+  expanded = os.path.expanduser(path)
+  if expanded.startswith('~'):
+    raise ConfigError(f'{what}={path!r}: {expanded.split(os.sep)[0]!r} cannot be expanded (no '
+                      'such user, or HOME is not set); give the path without ~.')
+  return os.path.abspath(expanded)
+
+
+def normalize_paths(config):
+  """Expands '~' in the config's path fields (PATH_FIELDS) and makes them absolute, in place,
+  so a run's config.json works from any folder; returns the config. Raises ConfigError."""
+  for field in PATH_FIELDS:
+    try:
+      value = _get_path(config, field)
+    except KeyError:
+      continue
+    if isinstance(value, str) and value:
+      _set_path(config, field, expand_path(value, f'config.{field}'))
+  return config
+
+
 def _get_path(tree, dotted):
   for part in dotted.split('.'):
     tree = tree[part]
@@ -196,6 +232,8 @@ def mode_config(run_config, cli_config, mode):
       value = _get_path(cli, field)
     except KeyError:
       continue
+    if field in _DATA_LOCATION and not value:
+      continue  # not given: the data are where the run recorded them
     _set_path(merged, field, json.loads(json.dumps(value)))
   return ml_collections.ConfigDict(merged)
 

@@ -401,9 +401,17 @@ class Evaluator:
 
 
 def evaluate(config, workdir, step=None):
-  """`--mode=evaluate`: the latest (or `step`'s) checkpoint of the run in `workdir`."""
+  """`--mode=evaluate`: the latest (or `step`'s) checkpoint of the run in `workdir`.
+
+  The data come from the run's config.json unless `config` names another location
+  (configuration.mode_config). Holds the run directory's lock while it writes (a training run
+  in the same directory evaluates itself: config.train.eval_every_steps). Returns the metrics
+  dict; raises FileNotFoundError (no run or checkpoint), RunDirError (another writer).
+  """
+  run_dir.check_workdir(workdir)
   run_config = run_dir.config_for_mode(workdir, config, 'evaluate')
-  nets, loaded_step, _ = run_dir.restore_generators(workdir, step, run_config)
-  logging.info('Evaluating %s at step %d.', workdir, loaded_step)
-  pipeline = input_pipeline.InputPipeline(run_config)
-  return Evaluator(run_config, pipeline, workdir).run(nets['G_A'], nets['G_B'], loaded_step)
+  with run_dir.writer_lock(workdir, 'evaluate'):
+    nets, loaded_step, _ = run_dir.restore_generators(workdir, step, run_config)
+    logging.info('Evaluating %s at step %d.', workdir, loaded_step)
+    pipeline = input_pipeline.InputPipeline(run_config)
+    return Evaluator(run_config, pipeline, workdir).run(nets['G_A'], nets['G_B'], loaded_step)

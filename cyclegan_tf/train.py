@@ -15,6 +15,7 @@ a start that fails its checks leaves nothing that blocks the corrected command. 
 (summaries, sample grids, the evaluation hook) that fail are logged and never stop training.
 """
 
+import contextlib
 import dataclasses
 import signal
 import time
@@ -39,6 +40,7 @@ from cyclegan_tf import trainer as trainer_lib
 LOSS_NAMES = trainer_lib.LOSS_NAMES
 NonFiniteLossError = trainer_lib.NonFiniteLossError
 SAMPLE_IMAGES = 4  # test images per domain in image summaries and sample grids
+EXPLOSION_FACTOR = 1e6  # a finite loss this many times its first logged value is diverging
 
 
 class _StopSignal:
@@ -79,10 +81,10 @@ class _Due:
     return self.log or self.images or self.save or self.evaluate
 
 
-def _due(step, config, steps_per_epoch, total_steps):
+def _due(step, epoch_step, config, steps_per_epoch, total_steps):
   c = config.train
   last = step == total_steps
-  end_of_epoch = step % steps_per_epoch == 0
+  end_of_epoch = epoch_step == steps_per_epoch
   return _Due(log=step % c.log_every_steps == 0 or last,
               images=step % c.image_every_steps == 0 or last,
               end_of_epoch=end_of_epoch,
@@ -90,12 +92,21 @@ def _due(step, config, steps_per_epoch, total_steps):
               evaluate=bool(c.eval_every_steps) and step % c.eval_every_steps == 0)
 
 
-def total_steps(config, steps_per_epoch):
-  """Steps of the whole schedule (epochs epoch_count..n_epochs + n_epochs_decay), capped by
-  train.max_steps."""
+def schedule_epochs(config):
+  """Epochs the schedule trains: epoch_count..n_epochs + n_epochs_decay (the reference's)."""
   c = config.train
-  total = (c.n_epochs + c.n_epochs_decay + 1 - c.epoch_count) * steps_per_epoch
-  return min(total, c.max_steps) if c.max_steps else total
+  return c.n_epochs + c.n_epochs_decay + 1 - c.epoch_count
+
+
+def total_steps(config, steps_per_epoch, step=0, epoch=0, epoch_step=0):
+  """The step the run ends at, from where it stands: `step`, 0-based `epoch` and the batches
+  done in it (`epoch_step`), with the current train set's steps_per_epoch; capped by
+  train.max_steps. Epochs already trained are never recounted from the image count."""
+  epochs_left = schedule_epochs(config) - epoch
+  left = 0 if epochs_left <= 0 else (
+      max(steps_per_epoch - epoch_step, 0) + (epochs_left - 1) * steps_per_epoch)
+  total = step + left
+  return min(total, config.train.max_steps) if config.train.max_steps else total
 
 
 class _Progress:
@@ -125,9 +136,31 @@ class _Progress:
     return (self.batch_size / seconds_per_step if seconds_per_step else None), seconds_per_step
 
 
-def _log(trainer, writer, step, total, epoch, lr, progress):
+class _ExplosionWatch:
+  """Warns once per loss term whose mean grows past EXPLOSION_FACTOR x its first logged value
+  while still finite: the run is diverging before any NaN stops it."""
+
+  def __init__(self):
+    self.first = {}
+    self.warned = set()
+
+  def check(self, means, step):
+    for name, value in means.items():
+      first = self.first.setdefault(name, abs(value))
+      if (name not in self.warned and first > 0 and np.isfinite(value) and
+          abs(value) > EXPLOSION_FACTOR * first):
+        self.warned.add(name)
+        logging.warning(
+            'Loss %s is %.3g at step %d, %.0e times its first logged value %.3g: training is '
+            'diverging. Stop it (Ctrl-C saves a checkpoint) and continue from an earlier '
+            'checkpoint with a lower --config.train.lr (see the docs: training and resume).',
+            name, value, step, abs(value) / first, first)
+
+
+def _log(trainer, writer, step, total, epoch, lr, progress, watch):
   """Fetches the mean losses since the last log (raising on NaN / Inf) and logs them."""
   means = trainer.fetch_losses()
+  watch.check(means, step)
   speed, seconds_per_step = progress.interval()
   progress.pause()
   eta = progress_lib.format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
@@ -182,6 +215,9 @@ def _side_task(what, step, function, *args):
   """Runs a side task (summaries, evaluation); a failure is logged, training goes on."""
   try:
     function(*args)
+  except (OSError, tf.errors.OpError) as e:  # a full or read-only disk: one line, no traceback
+    logging.warning('%s failed at step %d (%s); training continues without it.', what, step,
+                    run_dir.describe_error(e, cause_only=False))
   except Exception:  # pylint: disable=broad-except
     logging.exception('%s failed at step %d; training continues without it.', what, step)
 
@@ -206,22 +242,66 @@ def _restore_or_initialise(trainer, workdir, strategy, config):
   return latest
 
 
-def _finished_message(step, config):
+def _finished_message(step, config, epoch):
+  """Says why training ends at `step`: the schedule's epochs ran out, or max_steps."""
   c = config.train
-  return (f'Training finished at step {step}: the schedule (epochs {c.epoch_count}..'
-          f'{c.n_epochs + c.n_epochs_decay}{f", max_steps {c.max_steps}" if c.max_steps else ""})'
-          ' is complete. To train longer, rerun with a larger --config.train.n_epochs or '
-          '--config.train.n_epochs_decay (or max_steps).')
+  if epoch >= schedule_epochs(config):
+    return (f'Training finished at step {step}: the schedule (epochs {c.epoch_count}..'
+            f'{c.n_epochs + c.n_epochs_decay}) is complete. To train longer, rerun with a larger '
+            '--config.train.n_epochs or --config.train.n_epochs_decay.')
+  return (f'Training stopped at step {step}: config.train.max_steps={c.max_steps} is reached, '
+          f'in epoch {c.epoch_count + epoch}/{c.n_epochs + c.n_epochs_decay}. To train longer, '
+          'rerun with a larger --config.train.max_steps (0 = the whole schedule).')
+
+
+def _reconcile_schedule(trainer, pipeline, resumed):
+  """Keeps the checkpointed schedule when the train set changed since the last checkpoint.
+
+  The epoch and the position in it stay as saved (so the learning rate does not move); the
+  change is logged in one line with the counts. A position past the end of a now shorter epoch
+  ends that epoch. Records the current sizes for the next checkpoint.
+  """
+  sizes = [pipeline.info.train_size[d] for d in ('A', 'B')]
+  saved = [int(v) for v in trainer.train_sizes.numpy()]
+  epoch, position = int(trainer.epoch.numpy()), int(trainer.epoch_step.numpy())
+  steps_per_epoch = pipeline.steps_per_epoch
+  c = trainer.config.train
+  if resumed and any(saved) and saved != sizes:
+    saved_steps = max(saved) // c.batch_size
+    where = (f'epoch {c.epoch_count + epoch} had {position} batches done, all the new epoch '
+             f'holds: epoch {c.epoch_count + epoch + 1} starts'
+             if position >= steps_per_epoch else
+             f'epoch {c.epoch_count + epoch} continues at batch {position + 1} of '
+             f'{steps_per_epoch}')
+    logging.warning(
+        'The training set changed since the last checkpoint: A %d -> %d, B %d -> %d images (%d '
+        '-> %d steps per epoch). The schedule keeps its place: %s, learning rate unchanged.',
+        saved[0], sizes[0], saved[1], sizes[1], saved_steps, steps_per_epoch, where)
+  if position >= steps_per_epoch:
+    trainer.end_epoch()
+  trainer.train_sizes.assign(sizes)
+
+
+def _learning_rate_note(workdir, config):
+  """Logs a learning rate that differs from the run's config.json (continuing with another)."""
+  if run_dir.has_config(workdir):
+    before = run_dir.read_config(workdir).train.lr
+    if before != config.train.lr:
+      logging.info('config.train.lr changes from %g (the run\'s config.json) to %g: the '
+                   'schedule continues with the new base rate.', before, config.train.lr)
 
 
 def train_and_evaluate(config, workdir):
   """Trains (or resumes) the run in `workdir`; returns the final step.
 
-  Raises ConfigError / DataError at start-up for a config or data that cannot work (nothing is
-  written then), NonFiniteLossError when a loss becomes NaN or Inf (naming the step; the last
-  checkpoint is the last good one).
+  Holds the run directory's lock (run_dir.writer_lock; the chief only under multi-worker) from
+  start-up to the end. Raises ConfigError / DataError at start-up for a config or data that
+  cannot work (nothing is written then), RunDirError for a path TensorFlow cannot use or a run
+  directory another process writes, OSError for one that cannot be written, NonFiniteLossError
+  when a loss becomes NaN or Inf (naming the step; the newest checkpoint is the last good one).
   """
-  configuration.validate(config)
+  config = configuration.normalize_paths(configuration.validate(config))
+  run_dir.check_workdir(workdir)
   c = config.train
   if c.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -229,8 +309,14 @@ def train_and_evaluate(config, workdir):
   strategy = distribute.make_strategy(c)
   distribute.log_replicas(strategy)
   chief = distribute.is_chief(strategy)
-  run_dir.check_resume(workdir, config)
+  lock = run_dir.writer_lock(workdir, 'train') if chief else contextlib.nullcontext()
+  with lock:
+    return _train(config, workdir, strategy, chief)
 
+
+def _train(config, workdir, strategy, chief):
+  c = config.train
+  run_dir.check_resume(workdir, config)
   pipeline = input_pipeline.InputPipeline(config)
   steps_per_epoch = pipeline.steps_per_epoch
   precision, reason = precision_lib.resolve(c.precision, strategy)
@@ -247,13 +333,16 @@ def train_and_evaluate(config, workdir):
       max_to_keep=c.max_to_keep, step_counter=trainer.step,
       checkpoint_name=run_dir.CHECKPOINT_PREFIX)
   latest = _restore_or_initialise(trainer, workdir, strategy, config)
-  total = total_steps(config, steps_per_epoch)
+  _reconcile_schedule(trainer, pipeline, bool(latest))
   step = int(trainer.step.numpy())
+  total = total_steps(config, steps_per_epoch, step, int(trainer.epoch.numpy()),
+                      int(trainer.epoch_step.numpy()))
   if step >= total:
-    logging.info('%s', _finished_message(step, config))
+    logging.info('%s', _finished_message(step, config, int(trainer.epoch.numpy())))
     return step
 
   if chief:  # training really starts: from now on this directory is this run
+    _learning_rate_note(workdir, config)
     run_dir.write_config(workdir, config)
   writer = (tf.summary.create_file_writer(run_dir.train_logs_dir(workdir)) if chief else
             tf.summary.create_noop_writer())
@@ -263,66 +352,82 @@ def train_and_evaluate(config, workdir):
   samples = _fixed_samples(pipeline)
   evaluator = None
   progress = _Progress(c.batch_size)
+  watch = _ExplosionWatch()
   last_saved = step if latest else None
 
   def save(reason):
-    path = manager.save(checkpoint_number=step)
+    path = run_dir.save_checkpoint(manager, step)
     distribute.remove_worker_dir(ckpt_root, strategy)
     logging.info('Saved checkpoint %s (%s).', path, reason)
+    return path
 
-  with _StopSignal() as stop:
-    while step < total:
-      epoch = step // steps_per_epoch
-      trainer.epoch.assign(epoch)
-      lr = trainer.set_learning_rate(epoch)
-      dataset = strategy.experimental_distribute_dataset(
-          pipeline.train_dataset(epoch, start_step=step % steps_per_epoch))
-      if None in (pipeline.train_shapes['A'], pipeline.train_shapes['B']):
-        # Images keep their own sizes: one trace for all of them, not one per size.
-        trainer.train_step.get_concrete_function(dataset.element_spec)
-      batches = 0
-      for batch in dataset:
-        trainer.train_step(batch)
-        batches += 1
-        step += 1
-        progress.step_done(trainer)
-        due = _due(step, config, steps_per_epoch, total)
-        # All workers must stop (and save) at the same step, even if one got the signal;
-        # across workers that takes a collective, so it is asked only when the loop syncs.
-        ask = due.fetches or due.end_of_epoch or not distribute.is_multi_worker(strategy)
-        stopping = ask and distribute.any_worker(strategy, stop.received)
-        if due.fetches or due.end_of_epoch or stopping:
-          _check_finite(trainer)  # before anything is written from these weights
-        if due.log:
-          _log(trainer, writer, step, total, epoch, lr, progress)
-        if due.images:
-          _side_task('Sample images', step, _write_samples, trainer, samples, writer,
-                     workdir, step, chief)
-        if due.end_of_epoch:
-          trainer.end_epoch()
-        if due.save or stopping:
-          save(f'signal {stop.received or "on another worker"}' if stopping else 'periodic')
-          last_saved = step
-        if due.evaluate:
-          evaluator = evaluator or evaluate.Evaluator(config, pipeline, workdir)
-          _side_task('Evaluation', step, evaluator.run, trainer.G_A, trainer.G_B, step)
-          progress.pause()  # keep evaluation out of images/s
-        if stopping:
-          logging.info('Received %s: checkpoint saved at step %d; rerun the same command to '
-                       'resume.', stop.received or 'a stop signal on another worker', step)
-          writer.flush()
-          return step
-        if step >= total:
-          break
-      if not batches:
-        raise RuntimeError(f'Epoch {c.epoch_count + epoch} produced no batch at step {step}: the dataset '
-                           'holds fewer images than config.train.batch_size.')
-  if last_saved != step:
-    _check_finite(trainer)
-    save('final')
+  try:
+    with _StopSignal() as stop:
+      while step < total:
+        epoch, start = int(trainer.epoch.numpy()), int(trainer.epoch_step.numpy())
+        lr = trainer.set_learning_rate(epoch)
+        dataset = strategy.experimental_distribute_dataset(
+            pipeline.train_dataset(epoch, start_step=start))
+        if None in (pipeline.train_shapes['A'], pipeline.train_shapes['B']):
+          # Images keep their own sizes: one trace for all of them, not one per size.
+          trainer.train_step.get_concrete_function(dataset.element_spec)
+        batches = 0
+        for batch in dataset:
+          trainer.train_step(batch)
+          batches += 1
+          step += 1
+          progress.step_done(trainer)
+          due = _due(step, start + batches, config, steps_per_epoch, total)
+          # All workers must stop (and save) at the same step, even if one got the signal;
+          # across workers that takes a collective, so it is asked only when the loop syncs.
+          ask = due.fetches or due.end_of_epoch or not distribute.is_multi_worker(strategy)
+          stopping = ask and distribute.any_worker(strategy, stop.received)
+          if due.fetches or due.end_of_epoch or stopping:
+            _check_finite(trainer)  # before anything is written from these weights
+          if due.log:
+            _log(trainer, writer, step, total, epoch, lr, progress, watch)
+          if due.images:
+            _side_task('Sample images', step, _write_samples, trainer, samples, writer,
+                       workdir, step, chief)
+          if due.end_of_epoch:
+            trainer.end_epoch()
+          if due.save or stopping:
+            latest = save(f'signal {stop.received or "on another worker"}' if stopping else
+                          'periodic')
+            last_saved = step
+          if due.evaluate:
+            evaluator = evaluator or evaluate.Evaluator(config, pipeline, workdir)
+            _side_task('Evaluation', step, evaluator.run, trainer.G_A, trainer.G_B, step)
+            progress.pause()  # keep evaluation out of images/s
+          if stopping:
+            logging.info('Received %s: checkpoint saved at step %d; rerun the same command to '
+                         'resume.', stop.received or 'a stop signal on another worker', step)
+            writer.flush()
+            return step
+          if step >= total or due.end_of_epoch:
+            break
+        if not batches:
+          raise RuntimeError(f'Epoch {c.epoch_count + epoch} produced no batch at step {step}: '
+                             'the dataset holds fewer images than config.train.batch_size.')
+    if last_saved != step:
+      _check_finite(trainer)
+      save('final')
+  except trainer_lib.NonFiniteLossError as e:
+    raise trainer_lib.NonFiniteLossError(_non_finite_message(e, latest, c.lr)) from None
   writer.flush()
-  logging.info('%s', _finished_message(step, config))
+  logging.info('%s', _finished_message(step, config, int(trainer.epoch.numpy())))
   return step
+
+
+def _non_finite_message(error, latest, lr):
+  """The NaN / Inf stop's message: which checkpoint is good and how to continue from it."""
+  kept = (f'the newest checkpoint, {latest}, is the last good one (nothing was saved from '
+          'the diverged weights)' if latest else 'no checkpoint was written')
+  how = (f'To continue from it with a lower learning rate, rerun the same command with '
+         f'--config.train.lr={lr / 10:g} (or lower)' if latest else
+         f'Start again with a lower --config.train.lr (e.g. {lr / 10:g})')
+  return (f'{error}: {kept}. {how}; flat or constant images, extreme pixel values and '
+          'gan_mode=vanilla with a high lr are the usual causes.')
 
 
 def _check_finite(trainer):
