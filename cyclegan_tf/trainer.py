@@ -100,7 +100,12 @@ class CycleGANTrainer:
       self.pool_A = image_pool.ImagePool(c.pool_size, image_shape_a, replicas, name='pool_A')
       self.pool_B = image_pool.ImagePool(c.pool_size, image_shape_b, replicas, name='pool_B')
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+      # The schedule is state, never derived from the image count: the epoch (0-based, from
+      # epoch_count) and the batches done in it; the train set's sizes they were counted on.
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
+      self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch_step')
+      self.train_sizes = tf.Variable([0, 0], dtype=tf.int64, trainable=False,
+                                     name='train_sizes')
       self.replicas_at_save = tf.Variable(replicas, dtype=tf.int64, trainable=False)
       # Device-side bookkeeping, fetched by the loop when it logs (not checkpointed):
       # per-term loss sums and their step count since the last fetch, and the first step
@@ -114,7 +119,8 @@ class CycleGANTrainer:
       self.epoch_loss = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False)
     self.plateau = schedules.PlateauState()
     self.checkpoint = tf.train.Checkpoint(
-        step=self.step, epoch=self.epoch, G_A=self.G_A, G_B=self.G_B, D_A=self.D_A,
+        step=self.step, epoch=self.epoch, epoch_step=self.epoch_step,
+        train_sizes=self.train_sizes, G_A=self.G_A, G_B=self.G_B, D_A=self.D_A,
         D_B=self.D_B, optimizer_G=self.opt_G, optimizer_D=self.opt_D, pool_A=self.pool_A,
         pool_B=self.pool_B, plateau=self.plateau, epoch_loss=self.epoch_loss,
         replicas=self.replicas_at_save)
@@ -253,6 +259,7 @@ class CycleGANTrainer:
     values = tf.stack([self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
                        for k in self.loss_names])
     self.step.assign_add(1)
+    self.epoch_step.assign_add(1)
     self._record(values, step + 1)
     return values
 
@@ -289,11 +296,14 @@ class CycleGANTrainer:
     return {name: float(total) / count for name, total in zip(self.loss_names, sums)}
 
   def end_epoch(self):
-    """Feeds the epoch's mean generator loss to the plateau policy and resets the sum."""
+    """Ends the epoch: feeds its mean generator loss to the plateau policy, resets the sum and
+    moves the schedule to the start of the next epoch."""
     if self.config.train.lr_policy == 'plateau':
       total, count = self.epoch_loss.numpy()
       self.plateau.update(total / max(count, 1.0))
     self.epoch_loss.assign([0.0, 0.0])
+    self.epoch.assign_add(1)
+    self.epoch_step.assign(0)
 
   @tf.function(reduce_retracing=True, autograph=False)
   def translate_samples(self, real_a, real_b):
