@@ -23,10 +23,11 @@ tensors over 2 GB cannot be serialised at all).
 
 Corrupt files. scan() decodes every image of a split once by a parallel tf.data map over
 indices (returning the index and the decoded size) wrapped in `ignore_errors()`; indices missing
-from the result are the bad files: each is logged by name with what it holds (a web page, a
-truncated file...), with a count at the end, and the split keeps only the good ones, so no
-epoch can crash mid-way. The sizes found are used to check crops and batching at start-up.
-Every image is decoded once per start, so a folder of 100k images costs minutes here.
+from the result are the bad files: each is decoded once more on its own for the decoder's
+reason (e.g. a float TIFF holding NaN pixels) and logged by name with that reason and what it
+holds (a web page, a truncated file...), with a count at the end, and the split keeps only the
+good ones, so no epoch can crash mid-way. The sizes found are used to check crops and batching
+at start-up. Every image is decoded once per start, so a folder of 100k images costs minutes here.
 """
 
 import os
@@ -134,8 +135,8 @@ class Split:
 def scan(split, num_parallel_calls):
   """Decodes every item once; returns (the split without the items that fail, their names).
 
-  Each bad item is logged by name (for files, with what the file holds), then a count.
-  Raises DataError when no item decodes.
+  Each bad item is logged by name with the decoder's reason (for files, also what the file
+  holds), then a count. Raises DataError when no item decodes.
   """
   start = time.perf_counter()
   sizes = [None] * len(split)
@@ -153,7 +154,8 @@ def scan(split, num_parallel_calls):
     what = ''
     if os.path.isfile(name):
       what = f' ({image_files.describe_file(name)})'
-    logging.warning('Skipping %s: it cannot be decoded as an image%s.', name, what)
+    logging.warning('Skipping %s: it cannot be decoded as an image%s: %s.', name, what,
+                    _decode_error(split, i).rstrip('.'))
   if bad:
     logging.warning('Skipped %d of %d files in %s that cannot be decoded.', len(bad), len(split),
                     split.label)
@@ -163,6 +165,15 @@ def scan(split, num_parallel_calls):
   result = split.subset(good)
   result.sizes = np.asarray([sizes[i] for i in good], np.int64).reshape(-1, 2)
   return result, tuple(split.names[i] for i in bad)
+
+
+def _decode_error(split, index):
+  """Why item `index` of `split` does not decode, in one line (ignore_errors() drops it)."""
+  try:
+    split.raw(tf.constant(index, tf.int64))
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    return images.decode_error_reason(e)
+  return 'it failed in the scan but decodes on its own (a transient read error?)'
 
 
 # ---------------------------------------------------------------------------------------------

@@ -260,8 +260,15 @@ def _next_version(base):
   return max(versions) + 1 if versions else 1
 
 
-def _write_folder(base, version, write):
-  """Runs write(tmp_dir) and renames tmp_dir to base/version (never overwritten)."""
+def _write_folder(base, version, write, staged=None):
+  """Runs write(tmp_dir) and renames tmp_dir to base/version (never overwritten); returns
+  base/version.
+
+  With `staged` (a list), the written tmp_dir is not renamed but appended as (tmp_dir,
+  base/version) for the caller to rename together with the other folders of the same export
+  (export.py). Raises FileExistsError when base/version exists; on any error tmp_dir is
+  removed.
+  """
   os.makedirs(base, exist_ok=True)
   target = os.path.join(base, str(int(version)))
   if os.path.exists(target):
@@ -271,10 +278,13 @@ def _write_folder(base, version, write):
   os.makedirs(tmp)
   try:
     write(tmp)
-    os.rename(tmp, target)
+    if staged is None:
+      os.rename(tmp, target)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+  if staged is not None:
+    staged.append((tmp, target))
   return target
 
 
@@ -310,12 +320,14 @@ def _warn_if_off(entry):
 
 
 def export_litert(generator, base, model_name, netG=None, sizes=((256, 256),),
-                  precisions=PRECISIONS, dynamic=True, step=None, version=None, check_count=2):
+                  precisions=PRECISIONS, dynamic=True, step=None, version=None, check_count=2,
+                  staged=None):
   """Writes the LiteRT files of one generator to base/<version>/; returns that folder.
 
   sizes: fixed (height, width) sizes, each a size the generator keeps (ConfigError otherwise);
   dynamic: also a model for any size; one file per size and precision. check_count synthetic
   scenes per file are compared with the Keras generator (model.json 'check'; 0: none).
+  staged: see _write_folder (the folder is left under its temporary name for the caller).
   """
   functions = _Functions(generator, netG)
   module = functions.module
@@ -352,12 +364,15 @@ def export_litert(generator, base, model_name, netG=None, sizes=((256, 256),),
       json.dump(meta, f, indent=2)
 
   version = version or _next_version(base)
-  return _write_folder(base, version, write)
+  return _write_folder(base, version, write, staged)
 
 
 def export_onnx(generator, base, model_name, netG=None, opset=ONNX_OPSET, step=None,
-                version=None, check_count=2):
-  """Writes <model_name>.onnx (any batch and size, float32) to base/<version>/; returns it."""
+                version=None, check_count=2, staged=None):
+  """Writes <model_name>.onnx (any batch and size, float32) to base/<version>/; returns it.
+
+  staged: see _write_folder (the folder is left under its temporary name for the caller).
+  """
   functions = _Functions(generator, netG)
   module = functions.module
   tf2onnx = _import_tf2onnx()
@@ -383,7 +398,7 @@ def export_onnx(generator, base, model_name, netG=None, opset=ONNX_OPSET, step=N
                  f'; check: {entry["check"]}' if 'check' in entry else '')
 
   version = version or _next_version(base)
-  return _write_folder(base, version, write)
+  return _write_folder(base, version, write, staged)
 
 
 def format_base(export_dir, fmt, model_name):
@@ -392,12 +407,13 @@ def format_base(export_dir, fmt, model_name):
 
 
 def export_edge(generator, export_dir, model_name, export_config, netG=None, step=None,
-                version=None):
+                version=None, staged=None):
   """The edge formats config.export.formats names (litert, onnx) for one generator.
 
   export_config: config.export (formats, litert_sizes, litert_precisions, litert_dynamic,
   onnx_opset, check_images). version: the SavedModel's version exported with it, so the
-  folders correspond (default: each base's next). Returns {format: folder}.
+  folders correspond (default: each base's next). staged: see _write_folder. Returns
+  {format: folder}.
   """
   formats = parse_list(export_config.formats, FORMATS, 'export.formats')
   written = {}
@@ -408,10 +424,10 @@ def export_edge(generator, export_dir, model_name, export_config, netG=None, ste
         precisions=parse_list(export_config.litert_precisions, PRECISIONS,
                               'export.litert_precisions'),
         dynamic=bool(export_config.litert_dynamic), step=step, version=version,
-        check_count=int(export_config.check_images))
+        check_count=int(export_config.check_images), staged=staged)
   if 'onnx' in formats:
     written['onnx'] = export_onnx(
         generator, format_base(export_dir, 'onnx', model_name), model_name, netG,
         opset=int(export_config.onnx_opset), step=step, version=version,
-        check_count=int(export_config.check_images))
+        check_count=int(export_config.check_images), staged=staged)
   return written

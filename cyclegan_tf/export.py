@@ -1,7 +1,9 @@
 """Generators -> SavedModels in TF Serving's layout, and loading them back the way it runs them.
 
 Layout: ``<export_dir>/<model_name>/<version>/`` (``cyclegan_a2b`` = G_A, ``cyclegan_b2a`` = G_B by
-default; versions are integers, a re-export adds the next one and TF Serving moves to it).
+default; versions are integers, a re-export adds the next one and TF Serving moves to it). Both
+generators of one export, and its edge formats, share one version number and appear together
+(written under temporary names, then renamed back to back).
 
 Signatures (what TF Serving and ``saved_model_cli run`` see):
 
@@ -25,11 +27,14 @@ Exports always compute in float32 with a plain last conv (inference.inference_co
 SavedModels (edge_export.py: ``<export_dir>/<format>/<model_name>/<version>/``).
 """
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
+import threading
 
 import tensorflow as tf
 
@@ -130,6 +135,119 @@ def serving_module(generator, netG=None):
   return module
 
 
+def paired_version(model_bases):
+  """The one version number for an export written to several model bases (both generators,
+  every format): the largest next_version among them, so that they all share it, also after
+  an earlier export that stopped part-way through (1 when there is none)."""
+  return max([next_version(base) for base in model_bases], default=1)
+
+
+@contextlib.contextmanager
+def _signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+  """Holds SIGINT / SIGTERM back for the block and delivers them after it.
+
+  Python runs signal handlers in the main thread whichever thread the kernel hands the signal
+  to (TensorFlow's threads do not block them, so pthread_sigmask in the main thread alone
+  would not hold them), hence the handlers themselves are swapped for ones that only record
+  the signal. Elsewhere than in the main thread, or for a handler not set from Python, the
+  block runs as is.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  caught = []
+  previous = {}
+  for signum in signums:
+    handler = signal.getsignal(signum)
+    if handler is not None:
+      previous[signum] = signal.signal(signum, lambda number, frame: caught.append(number))
+  try:
+    yield
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+    for signum in caught:
+      signal.raise_signal(signum)
+
+
+class _Staging:
+  """Version folders written under temporary names, then renamed into place together.
+
+  pairs: [(temporary dir, final version dir)]. publish() renames them back to back with
+  SIGINT / SIGTERM deferred (and undoes the renames done when one fails), so TF Serving and
+  later exports see all the folders of one export or none. Leaving the `with` block removes
+  every temporary dir still there: on an exception (Ctrl-C included) nothing new is left.
+  """
+
+  def __init__(self):
+    self.pairs = []
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    for tmp_dir, _ in self.pairs:
+      shutil.rmtree(tmp_dir, ignore_errors=True)
+    return False
+
+  def publish(self):
+    """Renames every temporary dir to its version dir; raises FileExistsError (nothing
+    renamed) when one of them exists, or the rename's OSError."""
+    taken = [target for _, target in self.pairs if os.path.exists(target)]
+    if taken:
+      raise FileExistsError(f'{", ".join(taken)} exist(s); export versions are never '
+                            'overwritten.')
+    done = []
+    with _signals_deferred():
+      try:
+        for tmp_dir, target in self.pairs:
+          os.rename(tmp_dir, target)
+          done.append((tmp_dir, target))
+      except BaseException:
+        for tmp_dir, target in reversed(done):
+          with contextlib.suppress(OSError):
+            os.rename(target, tmp_dir)
+        raise
+
+
+def _stage_generator(generator, model_base, model_name, netG, version, step, staging):
+  """Writes one generator's SavedModel to a temporary dir of model_base registered in
+  `staging` (renamed to <model_base>/<version> by staging.publish()); returns the version dir.
+  Raises FileExistsError when that version exists."""
+  version_dir = os.path.join(model_base, str(int(version)))
+  if os.path.exists(version_dir):
+    raise FileExistsError(f'{version_dir} exists; export versions are never overwritten.')
+  tmp_dir = os.path.join(model_base, f'.tmp-{int(version)}-{os.getpid()}')
+  shutil.rmtree(tmp_dir, ignore_errors=True)
+  staging.pairs.append((tmp_dir, version_dir))  # before writing: a failure removes it
+
+  module = serving_module(generator, netG)
+  # The functions (all with input signatures) are traced once, inside save: tracing them
+  # before would trace them twice, as saving retraces in its own context.
+  signatures = {SERVING_SIGNATURE: module.serve, BYTES_SIGNATURE: module.translate_image}
+  tf.saved_model.save(module, tmp_dir, signatures=signatures)
+  metadata = {
+      'model_name': model_name,
+      'generator': generator.name,
+      'netG': netG,
+      'size_multiple': int(module.multiple),
+      'min_size': int(module.min_size),
+      'input_channels': module.input_channels,
+      'output_channels': module.output_channels,
+      'norm_layer_widths': [int(w) for w in module.norm_widths],
+      'step': None if step is None else int(step),
+      'version': int(version),
+      'signatures': {
+          SERVING_SIGNATURE: {'inputs': [IMAGES_INPUT], 'outputs': [IMAGES_OUTPUT]},
+          BYTES_SIGNATURE: {'inputs': [BYTES_INPUT], 'outputs': [BYTES_OUTPUT]},
+      },
+  }
+  os.makedirs(os.path.join(tmp_dir, os.path.dirname(METADATA_PATH)), exist_ok=True)
+  with open(os.path.join(tmp_dir, METADATA_PATH), 'w') as f:
+    json.dump(metadata, f, indent=2)
+  return version_dir
+
+
 def export_generator(generator, export_base, model_name, netG=None, version=None, step=None):
   """Writes one generator as <export_base>/<model_name>/<version>/; returns that directory.
 
@@ -137,47 +255,16 @@ def export_generator(generator, export_base, model_name, netG=None, version=None
   ImageSizeCheck layer; ours all have one). `version` defaults to the next free one; an
   existing version is never overwritten (FileExistsError). The SavedModel is written to a
   temporary folder and renamed, so TF Serving (which polls the base path) never sees half a
-  model.
+  model; on any error (Ctrl-C included) the temporary folder is removed.
   """
   model_base = os.path.join(os.path.abspath(export_base), model_name)
   os.makedirs(model_base, exist_ok=True)
   if version is None:
     version = next_version(model_base)
-  version_dir = os.path.join(model_base, str(int(version)))
-  if os.path.exists(version_dir):
-    raise FileExistsError(f'{version_dir} exists; export versions are never overwritten.')
-  tmp_dir = os.path.join(model_base, f'.tmp-{int(version)}-{os.getpid()}')
-  shutil.rmtree(tmp_dir, ignore_errors=True)
-
-  module = serving_module(generator, netG)
-  # The functions (all with input signatures) are traced once, inside save: tracing them
-  # before would trace them twice, as saving retraces in its own context.
-  signatures = {SERVING_SIGNATURE: module.serve, BYTES_SIGNATURE: module.translate_image}
-  try:
-    tf.saved_model.save(module, tmp_dir, signatures=signatures)
-    metadata = {
-        'model_name': model_name,
-        'generator': generator.name,
-        'netG': netG,
-        'size_multiple': int(module.multiple),
-        'min_size': int(module.min_size),
-        'input_channels': module.input_channels,
-        'output_channels': module.output_channels,
-        'norm_layer_widths': [int(w) for w in module.norm_widths],
-        'step': None if step is None else int(step),
-        'version': int(version),
-        'signatures': {
-            SERVING_SIGNATURE: {'inputs': [IMAGES_INPUT], 'outputs': [IMAGES_OUTPUT]},
-            BYTES_SIGNATURE: {'inputs': [BYTES_INPUT], 'outputs': [BYTES_OUTPUT]},
-        },
-    }
-    os.makedirs(os.path.join(tmp_dir, os.path.dirname(METADATA_PATH)), exist_ok=True)
-    with open(os.path.join(tmp_dir, METADATA_PATH), 'w') as f:
-      json.dump(metadata, f, indent=2)
-    os.rename(tmp_dir, version_dir)
-  except BaseException:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    raise
+  with _Staging() as staging:
+    version_dir = _stage_generator(generator, model_base, model_name, netG, version, step,
+                                   staging)
+    staging.publish()
   logging.info('Exported %s (%s) to %s', model_name, generator.name, version_dir)
   return version_dir
 
@@ -187,17 +274,44 @@ def model_names(config):
   return {'G_A': config.export.model_name_a2b, 'G_B': config.export.model_name_b2a}
 
 
-def export_generators(generators, export_dir, config, step=None):
-  """Exports G_A and G_B under the config's model names; returns {model_name: version dir}."""
+def _model_bases(export_dir, names):
+  return [os.path.join(os.path.abspath(export_dir), name) for name in names]
+
+
+def _stage_generators(generators, export_dir, config, step, version, staging):
+  """export_generators' SavedModels, left in `staging`; returns {model_name: version dir}."""
   names = model_names(config)
   missing = [role for role in names if role not in generators]
   if missing:
     raise KeyError(f'export_generators needs generators {", ".join(names)}; missing '
                    f'{", ".join(missing)}.')
-  return {
-      name: export_generator(generators[role], export_dir, name, config.model.netG, step=step)
-      for role, name in names.items()
-  }
+  bases = _model_bases(export_dir, names.values())
+  if version is None:
+    version = paired_version(bases)
+  paths = {}
+  for (role, name), base in zip(names.items(), bases):
+    os.makedirs(base, exist_ok=True)
+    paths[name] = _stage_generator(generators[role], base, name, config.model.netG, version,
+                                   step, staging)
+  return paths
+
+
+def export_generators(generators, export_dir, config, step=None, version=None):
+  """Exports G_A and G_B under the config's model names; returns {model_name: version dir}.
+
+  Both get the same version: `version`, by default paired_version of the two model bases (one
+  past the newest of either, so an earlier export interrupted between them cannot pair a2b's
+  version n with b2a's n - 1). Both SavedModels are written to temporary folders first and
+  renamed into place together (SIGINT / SIGTERM deferred meanwhile), so an error or Ctrl-C
+  leaves neither new version and no temporary folder. Raises KeyError for a missing generator
+  and FileExistsError when the version exists for either model.
+  """
+  with _Staging() as staging:
+    paths = _stage_generators(generators, export_dir, config, step, version, staging)
+    staging.publish()
+  for name, path in paths.items():
+    logging.info('Exported %s to %s', name, path)
+  return paths
 
 
 def export_run(config, workdir, export_dir=None, step=None):
@@ -205,8 +319,12 @@ def export_run(config, workdir, export_dir=None, step=None):
   workdir/export. The architecture comes from the run's own config.json, the model names and
   config.export.formats from `config` (configuration.mode_config).
 
+  Every folder of the export (both generators, each format) gets one version number
+  (paired_version over all their bases) and appears at once: all are written under temporary
+  names and renamed together at the end, so an interrupted export leaves none of them.
+
   Returns {model_name: SavedModel version dir} and, for the edge formats (edge_export.py),
-  {'<format>/<model_name>': version dir}, which holds the SavedModel's version number.
+  {'<format>/<model_name>': version dir}, which holds the same version number.
   """
   run_config = run_dir.config_for_mode(workdir, config, 'export')
   # --- edge formats (issue 12): which formats, validated before the checkpoint is read.
@@ -215,16 +333,24 @@ def export_run(config, workdir, export_dir=None, step=None):
   # ---
   generators, restored_step, _ = run_dir.restore_generators(workdir, step, run_config)
   export_dir = export_dir or run_dir.export_dir(workdir)
+  names = model_names(run_config)
+  bases = _model_bases(export_dir, names.values()) if 'saved_model' in formats else []
+  bases += [edge_export.format_base(export_dir, fmt, name)
+            for fmt in formats if fmt in edge_export.EDGE_FORMATS for name in names.values()]
+  version = paired_version(bases)
   paths = {}
-  if 'saved_model' in formats:
-    paths = export_generators(generators, export_dir, run_config, step=restored_step)
-  # --- edge formats (issue 12): LiteRT / ONNX folders beside the SavedModels.
-  for role, name in model_names(run_config).items():
-    version = int(os.path.basename(paths[name])) if name in paths else None
-    edge = edge_export.export_edge(generators[role], export_dir, name, run_config.export,
-                                   run_config.model.netG, step=restored_step, version=version)
-    paths.update({f'{fmt}/{name}': folder for fmt, folder in edge.items()})
-  # ---
+  with _Staging() as staging:
+    if 'saved_model' in formats:
+      paths = _stage_generators(generators, export_dir, run_config, restored_step, version,
+                                staging)
+    # --- edge formats (issue 12): LiteRT / ONNX folders beside the SavedModels.
+    for role, name in names.items():
+      edge = edge_export.export_edge(generators[role], export_dir, name, run_config.export,
+                                     run_config.model.netG, step=restored_step,
+                                     version=version, staged=staging.pairs)
+      paths.update({f'{fmt}/{name}': folder for fmt, folder in edge.items()})
+    # ---
+    staging.publish()
   for name, path in paths.items():
     print(f'Exported {name} (step {restored_step}) to {path}')
   return paths

@@ -13,9 +13,9 @@ import glob
 import os
 
 # The reference's IMG_EXTENSIONS (.jpg .jpeg .png .ppm .bmp .tif .tiff) plus what TF or Pillow
-# also read here: GIF, WebP, the other PNM kinds and MPO (camera JPEGs).
+# also read here: GIF, WebP, the other PNM kinds, PFM (float) and MPO (camera JPEGs).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.ppm',
-                    '.pgm', '.pbm', '.pnm', '.mpo')
+                    '.pgm', '.pbm', '.pnm', '.pfm', '.mpo')
 
 Listing = collections.namedtuple('Listing', ['paths', 'skipped'])
 Listing.__doc__ = """Image files found (sorted paths) and what was left out: [(path, reason)]."""
@@ -77,6 +77,10 @@ def collect_inputs(pattern):
 def find_inputs(pattern):
   """An image file, a folder (its image files, not recursive, sorted) or a glob.
 
+  A file or folder that exists under exactly that name is taken as is, even when its name reads
+  as a glob ('photo[1].jpg', 'My Data [v2]'), and so is the longest leading part of a glob
+  that exists ('My Data [v2]/*.jpg': the files in that folder; see _glob_files).
+
   Returns Listing(paths, skipped). Raises FileNotFoundError naming the path when nothing
   matches, and for a folder without image files naming what it holds instead.
   """
@@ -90,12 +94,32 @@ def find_inputs(pattern):
           f'Folder {pattern} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).{held}')
     return listing
   if glob.has_magic(pattern):
-    paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    paths = _glob_files(pattern)
     if not paths:
       raise FileNotFoundError(f'The glob {pattern!r} matches no files.')
     return Listing(paths, [])
   raise FileNotFoundError(f'Input {pattern} does not exist (give an image file, a folder or a '
                           'glob).')
+
+
+def _glob_files(pattern):
+  """The files a glob matches, sorted.
+
+  The longest leading part of the pattern's path that exists on disk under exactly that name
+  is taken literally (glob.escape), as find_inputs takes whole paths: 'My Data [v2]/*.jpg'
+  globs the files of the folder 'My Data [v2]', not of 'My Data 2'. When that reading matches
+  nothing, or no such part has glob characters, the pattern is globbed as written.
+  """
+  parts = (pattern.replace(os.altsep, os.sep) if os.altsep else pattern).split(os.sep)
+  for count in range(len(parts) - 1, 0, -1):
+    head = os.sep.join(parts[:count])
+    if head and glob.has_magic(head) and os.path.exists(head):
+      literal = os.sep.join([glob.escape(head)] + parts[count:])
+      paths = sorted(p for p in glob.glob(literal, recursive=True) if os.path.isfile(p))
+      if paths:
+        return paths
+      break
+  return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
 
 
 def output_names(paths):
@@ -140,6 +164,11 @@ _SIGNATURES = (
     (b'\xd0\xcf\x11\xe0', 'a Windows compound file (e.g. Thumbs.db)'),
     (b'\x89HDF\r\n\x1a\n', 'an HDF5 file'),
 )
+# Netpbm magics ('P1'-'P6', 'Pf' / 'PF'), each followed by whitespace.
+_NETPBM = {b'P1': 'a PBM image', b'P4': 'a PBM image', b'P2': 'a PGM image',
+           b'P5': 'a PGM image', b'P3': 'a PPM image', b'P6': 'a PPM image',
+           b'Pf': 'a grayscale PFM (32-bit float) image',
+           b'PF': 'a colour PFM (32-bit float) image'}
 
 
 def describe_bytes(head, size=None):
@@ -154,6 +183,8 @@ def describe_bytes(head, size=None):
   for magic, what in _SIGNATURES:
     if head.startswith(magic):
       return what
+  if head[:2] in _NETPBM and head[2:3].isspace():
+    return _NETPBM[head[:2]]
   text = head.lstrip()[:64].lower()
   if text.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in head[:512].lower():
     return 'an HTML page (a web page or a server\'s error page, not the file itself)'

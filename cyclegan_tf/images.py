@@ -2,20 +2,28 @@
 
 Networks see float32 in [-1, 1] (the reference's Normalize((0.5,), (0.5,))). Files may be JPEG
 (camera MPO JPEGs included), PNG (8 or 16 bit), BMP, GIF (first frame) or WebP, which TF's
-decoders read inside a graph (training pipelines, exported SavedModels), and TIFF (8 or 16 bit)
-or PPM / PGM / PBM, which Pillow reads (where Python runs: training and translation, not in a
-SavedModel). Every file is brought to the configured channel count the way PIL's
-convert('RGB') / convert('L') does, and turned upright by its EXIF Orientation tag, as image
-viewers show it (the reference's PIL loader ignores the tag; phone photos then train sideways).
+decoders read inside a graph (training pipelines, exported SavedModels), and TIFF (8, 16 or
+32 bit, integer or float), PPM / PGM / PBM or grayscale PFM (32-bit float), which Pillow reads
+(where Python runs: training and translation, not in a SavedModel). Every file is brought to the
+configured channel count the way PIL's convert('RGB') / convert('L') does, and turned upright by
+its EXIF Orientation tag, as image viewers show it (the reference's PIL loader ignores the tag;
+phone photos then train sideways).
+
+Deep pixels keep their real range: 16-bit files are divided by 65535; 32-bit integer ones by 255
+or 65535 when their values fit (else by 2**31 - 1); float ones are taken as [0, 1] when their
+values lie there and as [0, 255] when they lie there, and refused otherwise, as are float images
+holding NaN or Inf pixels (a ValueError naming them; TF raises it as InvalidArgumentError).
 """
 
 import io
+import re
 
 import numpy as np
 import tensorflow as tf
 
-# Magic numbers of the formats that only Pillow decodes.
-_PIL_ONLY_MAGIC = (b'II*\x00', b'MM\x00*', b'P1', b'P2', b'P3', b'P4', b'P5', b'P6')
+# Magic numbers of the formats that only Pillow decodes: TIFF, PBM / PGM / PPM, PFM.
+_PIL_ONLY_MAGIC = (b'II*\x00', b'MM\x00*', b'P1', b'P2', b'P3', b'P4', b'P5', b'P6', b'Pf',
+                   b'PF')
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _EXIF_ORIENTATION_TAG = 0x0112
 _EXIF_SCAN_BYTES = 1 << 16  # APP1 Exif sits in the first segments of a JPEG
@@ -169,16 +177,76 @@ def _decode_tf01(contents):
                                  expand_animations=False))
 
 
+def _kind(mode, fmt):
+  """'a 32-bit float TIFF image' and the like: what a deep Pillow image is, for messages."""
+  if fmt == 'PPM':  # Pillow's name for the whole PNM family, PFM included
+    fmt = 'PFM' if mode == 'F' else 'PGM'
+  depth = {'F': '32-bit float', 'I': '32-bit integer'}.get(mode, '16-bit')
+  return f'a {depth} {fmt} image' if fmt else f'a {depth} image'
+
+
+def _deep_gray01(image, fmt):
+  """A one-channel Pillow image of 16 / 32-bit integers or 32-bit floats -> float32 [H, W] in
+  [0, 1], by its real range (module docstring); fmt: its file format (Pillow's name).
+
+  Raises ValueError for NaN / Inf pixels and for values outside the ranges read here (negative
+  integers, floats beyond [0, 255]).
+  """
+  array = np.asarray(image)
+  kind = _kind(image.mode, fmt)
+  if image.mode.startswith('I;16'):
+    return array.astype(np.float32) / 65535.0
+  if image.mode == 'F':
+    array = array.astype(np.float32)
+    nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+    if nan or inf:
+      raise ValueError(
+          f'{kind} holding NaN/Inf pixels ({nan} NaN and {inf} Inf of {array.size} values): '
+          'not a picture; replace them (e.g. numpy.nan_to_num) before using the file.')
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low >= 0.0 and high <= 1.0:
+      return array
+    if low >= 0.0 and high <= 255.0:
+      return array / 255.0
+    raise ValueError(f'{kind} with values in [{low:g}, {high:g}]: float pixels are read in '
+                     '[0, 1] or [0, 255] only; rescale the file into one of them.')
+  # Mode 'I'. Pillow scales 16-bit PGMs (any maxval over 255) to [0, 65535].
+  array = array.astype(np.int64)
+  low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+  if low < 0:
+    raise ValueError(f'{kind} with negative values (down to {low}): not a picture.')
+  if fmt == 'PPM' or 255 < high <= 65535:
+    scale = 65535.0
+  elif high <= 255:
+    scale = 255.0
+  else:
+    scale = 2.0**31 - 1
+  return (array / scale).astype(np.float32)
+
+
 def _pil_decode01(contents, channels):
-  """Pillow's decode of any file it reads -> float32 [H, W, channels] in [0, 1], upright."""
-  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+  """Pillow's decode of any file it reads -> float32 [H, W, channels] in [0, 1], upright.
+
+  Deep images (16 / 32-bit integer, 32-bit float) keep their real range (_deep_gray01). Raises
+  ValueError naming the problem for float pixels that are NaN / Inf or out of range, and for
+  colour PFM files (Pillow reads grayscale PFM only); PIL.UnidentifiedImageError for data that
+  is no image Pillow knows.
+  """
+  from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   if isinstance(contents, np.ndarray):  # numpy_function passes a 0-d object array
     contents = contents.item()
-  with Image.open(io.BytesIO(contents)) as image:
+  try:
+    opened = Image.open(io.BytesIO(contents))
+  except UnidentifiedImageError:
+    if contents[:2] == b'PF':
+      raise ValueError('a colour PFM image (PF): Pillow reads grayscale PFM (Pf) only; convert '
+                       'it to a 16-bit PNG or TIFF.') from None
+    raise
+  with opened as image:
+    fmt = image.format  # the transposed copy has none
     image = ImageOps.exif_transpose(image)
-    if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I'):  # 16-bit gray
-      array = np.asarray(image, np.float32) / (65535.0 if image.mode != 'I' else 2**31 - 1)
-      array = np.clip(array, 0.0, 1.0)[..., None]
+    if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):  # one deep channel
+      array = _deep_gray01(image, fmt)[..., None]
       if int(channels) == 3:
         array = np.repeat(array, 3, axis=-1)
       return array.astype(np.float32)
@@ -190,7 +258,7 @@ def _pil_decode01(contents, channels):
 
 
 def is_pillow_only(contents):
-  """True (bool tensor) for bytes of a format only Pillow decodes here (TIFF, PPM / PGM / PBM)."""
+  """True (bool tensor) for bytes of a format only Pillow decodes here (TIFF, PNM, PFM)."""
   head = tf.strings.substr(contents, 0, 4)
   return tf.reduce_any([
       tf.equal(tf.strings.substr(head, 0, len(magic)), magic) for magic in _PIL_ONLY_MAGIC])
@@ -201,9 +269,12 @@ def decode_image(contents, channels=3, pillow_fallback=False):
 
   JPEG (MPO too), PNG (16-bit precision kept), BMP, GIF (first frame) and WebP decode with TF
   ops, so this runs inside any graph, exported SavedModels included; the EXIF Orientation tag
-  of JPEGs is applied (exif_orientation). With pillow_fallback, TIFF (8 / 16 bit) and PPM /
-  PGM / PBM go through Pillow (a tf.numpy_function: not for SavedModels). Raises
-  tf.errors.InvalidArgumentError on data that is not a readable image.
+  of JPEGs is applied (exif_orientation). With pillow_fallback, TIFF (8 / 16 / 32 bit, float
+  too), PPM / PGM / PBM and grayscale PFM go through Pillow (a tf.numpy_function: not for
+  SavedModels), deep pixels by their real range (module docstring). Raises
+  tf.errors.InvalidArgumentError on data that is not a readable image, float images with NaN /
+  Inf or out-of-range pixels included (the message says which; decode_error_reason extracts
+  it), and tf.errors.UnknownError for data Pillow cannot identify.
   """
   channels = int(channels)
   if channels not in (1, 3):
@@ -245,10 +316,24 @@ def _decode(contents, channels, pillow_fallback):
 def read_image_file(path, channels=3):
   """A file on disk (any format above) -> float32 [H, W, channels] in [-1, 1], upright.
 
-  Raises tf.errors.InvalidArgumentError when the file is not a readable image and
-  tf.errors.NotFoundError when it does not exist.
+  Raises tf.errors.InvalidArgumentError (or UnknownError) when the file is not a readable image
+  and tf.errors.NotFoundError when it does not exist.
   """
   return decode_image(tf.io.read_file(path), channels, pillow_fallback=True)
+
+
+def decode_error_reason(error):
+  """The reason in a decode error (a tf.errors.OpError or any exception), in one line.
+
+  Drops TensorFlow's op decorations, the ValueError prefix of this module's own messages and
+  the object address Pillow puts in 'cannot identify image file'.
+  """
+  lines = str(getattr(error, 'message', error)).strip().splitlines()
+  text = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', lines[0] if lines else '')
+  text = re.sub(r'\s*\[Op:\w+\].*$', '', text)
+  text = re.sub(r'^ValueError: ', '', text)
+  text = re.sub(r' <_io\.BytesIO object at 0x[0-9a-f]+>', '', text)
+  return text or type(error).__name__
 
 
 def resize_array(images, size):

@@ -12,9 +12,13 @@ PATH is an image file, a folder (its image files, not recursive) or a glob. Ever
 written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size,
 upright (EXIF orientation applied); inputs whose names would collide (``a.jpg`` and ``a.png``)
 keep their extension in the name (``a_jpg.png``). An output that would replace one of the
-inputs (DIR is the input folder) is refused before anything is written. Unreadable files are
-skipped with a warning saying what they hold, and counted at the end; when none is readable
-the run fails with that list. Folders show progress (count, images/s, ETA).
+inputs (DIR is the input folder) is refused before anything is written, and so is a DIR that
+cannot be written (checked with a probe file first: an OSError naming it). Each PNG is written
+to a hidden temporary file beside its final name and renamed into place, so a full disk or a
+killed run never leaves a truncated PNG under the final name. Unreadable files (float images
+with NaN pixels among them) are skipped with a warning saying what they hold and why, and
+counted at the end; when none is readable the run fails with that list. Folders show progress
+(count, images/s, ETA).
 
 Any size works: sides that are not multiples of the generator's size multiple are
 reflect-padded and cropped back (inference.pad_to_multiple). Images whose longer side exceeds
@@ -43,9 +47,9 @@ test batch, per image for a batch of one, like instance norm; our exports and tr
 always run in inference mode, with the moving averages.)
 """
 
+import contextlib
 import logging
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -252,14 +256,6 @@ def translate_image(translator, image, tile_size=512, tile_overlap=64, shared_st
   return total / weight_sum
 
 
-def _error_reason(error):
-  """The first line of a decode error without TensorFlow's op decorations."""
-  lines = str(getattr(error, 'message', error)).strip().splitlines()
-  text = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', lines[0] if lines else '')
-  text = re.sub(r'\s*\[Op:\w+\].*$', '', text)
-  return text or type(error).__name__
-
-
 def _refuse_overwriting_inputs(paths, output, names):
   """Raises FileExistsError when an output file would replace one of the inputs."""
   inputs = {os.path.realpath(p) for p in paths}
@@ -269,6 +265,59 @@ def _refuse_overwriting_inputs(paths, output, names):
     raise FileExistsError(
         f'Translating into {output} would overwrite input file(s) {", ".join(clashes)} with '
         'their translations. Choose another --output folder; nothing was written.')
+
+
+def _temporary_name(path):
+  """A hidden name beside `path` for writing it: never listed as an input (hidden files are
+  skipped) and on the same file system, so os.replace is atomic."""
+  folder, name = os.path.split(path)
+  return os.path.join(folder, f'.{name}.tmp-{os.getpid()}')
+
+
+def _write_bytes(path, data):
+  """Writes `data` to a new file `path` and flushes it to disk (errors such as a full disk
+  surface here, not after the rename)."""
+  with open(path, 'wb') as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def write_file_atomically(path, data):
+  """Writes bytes to `path` through a temporary file renamed into place (os.replace).
+
+  On any error (OSError such as ENOSPC, EACCES, EROFS; KeyboardInterrupt) the temporary file is
+  removed and the error re-raised: `path` is either the whole new file or untouched.
+  """
+  tmp = _temporary_name(path)
+  try:
+    _write_bytes(tmp, data)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+
+
+def check_writable_folder(folder):
+  """Creates `folder` if needed and checks that files can be created in it (a probe file).
+
+  Raises OSError (filename = the folder) when it cannot be created or written: read-only file
+  system, no permission, a file in the way.
+  """
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise type(e)(e.errno, f'Cannot create the output folder ({e.strerror})', folder) from e
+  probe = _temporary_name(os.path.join(folder, 'write-probe'))
+  try:
+    _write_bytes(probe, b'')
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      os.remove(probe)
+    raise type(e)(e.errno, f'Cannot write into the output folder ({e.strerror})',
+                  folder) from e
+  os.remove(probe)
 
 
 def _describe_unreadable(path, reason):
@@ -284,7 +333,9 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
 
   Summary: {'written': [output paths], 'skipped': [(input path, reason)], 'tiled': count}.
   Unreadable images are skipped with a warning. Raises FileExistsError (nothing written) when
-  an output would replace an input, and DataError when no input could be read.
+  an output would replace an input, OSError (filename set) when `output` cannot be created or
+  written (before any translation) or a PNG cannot be written (no partial file is left under
+  its name), and DataError when no input could be read.
   """
   listing = image_files.find_inputs(input)
   paths = listing.paths
@@ -292,6 +343,7 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
     logging.warning('%s', image_files.summarize_skipped(listing.skipped, input))
   names = output_names(paths)
   _refuse_overwriting_inputs(paths, output, names)
+  check_writable_folder(output)
   if translator is None:
     translator = load_translator(config, workdir=workdir, saved_model=saved_model,
                                  direction=direction, step=step, model=model)
@@ -304,7 +356,6 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
     tile_overlap = min(tile_overlap, tile_size // 4)
   # ---
   stats_size = int(config.translate.stats_size) or None  # 0: tile_size
-  os.makedirs(output, exist_ok=True)
   written, skipped, tiled = [], [], 0
   progress = progress_lib.Progress('Translated', len(paths) if len(paths) > 1 else 0,
                                     every=PROGRESS_SECONDS)
@@ -313,7 +364,7 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
       image = images_lib.read_image_file(path, translator.input_channels).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError,
             OSError) as e:
-      reason = _describe_unreadable(path, _error_reason(e))
+      reason = _describe_unreadable(path, images_lib.decode_error_reason(e))
       logging.warning('Skipping %s', reason)
       skipped.append((path, reason))
       continue
@@ -321,7 +372,7 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
       tiled += 1
     result = translate_image(translator, image, tile_size, tile_overlap, stats_size=stats_size)
     target = os.path.join(output, names[path])
-    tf.io.write_file(target, images_lib.encode_png(result))
+    write_file_atomically(target, images_lib.encode_png(result).numpy())
     written.append(target)
     progress.update()
   summary = {'written': written, 'skipped': skipped, 'tiled': tiled}

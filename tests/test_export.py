@@ -260,6 +260,112 @@ def test_export_helpers():
     export.export_generators({'G_A': g}, '/nonexistent', _config())
 
 
+def _hidden(base):
+  return [n for n in os.listdir(base) if n.startswith('.')] if os.path.isdir(base) else []
+
+
+def test_both_generators_share_one_version_even_after_an_interrupted_export(exported_run,
+                                                                            tmp_path,
+                                                                            monkeypatch):
+  """Ctrl-C during the second SavedModel leaves neither new version; an export that stopped
+  between two renames elsewhere (a2b at 2, b2a at 1) is followed by version 3 for both."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  export_dir = str(tmp_path / 'export')
+  shutil.copytree(exported_run.export_dir, export_dir)
+  bases = {name: os.path.join(export_dir, name) for name in ('cyclegan_a2b', 'cyclegan_b2a')}
+  real_save = tf.saved_model.save
+  saved = []
+
+  def interrupted_save(obj, path, **kwargs):
+    saved.append(path)
+    if len(saved) == 2:
+      raise KeyboardInterrupt
+    return real_save(obj, path, **kwargs)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(tf.saved_model, 'save', interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+      export.export_generators(exported_run.generators, export_dir, exported_run.config, step=8)
+  assert [os.path.dirname(p) for p in saved] == [bases['cyclegan_a2b'], bases['cyclegan_b2a']]
+  for base in bases.values():
+    assert export.list_versions(base) == [1] and not _hidden(base)
+
+  shutil.copytree(os.path.join(bases['cyclegan_a2b'], '1'), os.path.join(bases['cyclegan_a2b'],
+                                                                          '2'))
+  paths = export.export_generators(exported_run.generators, export_dir, exported_run.config,
+                                   step=8)
+  assert paths == {name: os.path.join(base, '3') for name, base in bases.items()}
+  for name, base in bases.items():
+    with open(os.path.join(base, '3', export.METADATA_PATH)) as f:
+      assert json.load(f)['version'] == 3
+    assert not _hidden(base)
+  assert export.list_versions(bases['cyclegan_b2a']) == [1, 3]
+
+
+def test_export_run_pairs_every_format_and_publishes_all_or_nothing(exported_run, tmp_path,
+                                                                    monkeypatch):
+  """One version for both generators in every format (the largest next one of all their
+  folders), and a failure in any of them publishes none. The edge conversion is a stand-in
+  that writes through edge_export's staging (test_edge_export.py runs the real one)."""
+  from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
+  export_dir = tmp_path / 'export'
+  for version in ('1', '2'):  # an earlier ONNX-only export of b2a went further
+    (export_dir / 'onnx' / 'cyclegan_b2a' / version).mkdir(parents=True)
+  monkeypatch.setattr(run_dir, 'restore_generators', lambda wd, step=None, cfg=None: (
+      exported_run.generators, 9, cfg))
+  failing = []
+
+  def fake_edge(generator, export_dir, name, export_config, netG=None, step=None, version=None,
+                staged=None):
+    del export_config, netG, step
+    if generator.name in failing:
+      raise RuntimeError('conversion failed')
+    write = lambda folder: open(os.path.join(folder, 'model.json'), 'w').close()
+    return {'onnx': edge_export._write_folder(  # pylint: disable=protected-access
+        edge_export.format_base(export_dir, 'onnx', name), version, write, staged)}
+
+  monkeypatch.setattr(edge_export, 'export_edge', fake_edge)
+  config = exported_run.config.copy_and_resolve_references()
+  config.export.formats = 'onnx'
+  failing.append('G_B')
+  with pytest.raises(RuntimeError, match='conversion failed'):
+    export.export_run(config, str(tmp_path / 'run'), str(export_dir))
+  onnx_a2b = export_dir / 'onnx' / 'cyclegan_a2b'
+  assert export.list_versions(str(onnx_a2b)) == [] and not _hidden(str(onnx_a2b))
+  failing.clear()
+  config.export.formats = 'saved_model,onnx'
+  paths = export.export_run(config, str(tmp_path / 'run'), str(export_dir))
+  assert paths == {
+      'cyclegan_a2b': str(export_dir / 'cyclegan_a2b' / '3'),
+      'cyclegan_b2a': str(export_dir / 'cyclegan_b2a' / '3'),
+      'onnx/cyclegan_a2b': str(onnx_a2b / '3'),
+      'onnx/cyclegan_b2a': str(export_dir / 'onnx' / 'cyclegan_b2a' / '3')}
+  for path in paths.values():
+    assert not _hidden(os.path.dirname(path))
+
+
+def test_publishing_defers_ctrl_c_until_every_folder_is_renamed(tmp_path, monkeypatch):
+  import signal  # pylint: disable=g-import-not-at-top
+  pairs = []
+  for name in ('a', 'b'):
+    (tmp_path / name / '.tmp').mkdir(parents=True)
+    pairs.append((str(tmp_path / name / '.tmp'), str(tmp_path / name / '4')))
+  real_rename = os.rename
+
+  def rename_with_ctrl_c(src, dst):
+    os.kill(os.getpid(), signal.SIGINT)  # arrives between the two renames
+    real_rename(src, dst)
+
+  monkeypatch.setattr(os, 'rename', rename_with_ctrl_c)
+  with pytest.raises(KeyboardInterrupt):
+    with export._Staging() as staging:  # pylint: disable=protected-access
+      staging.pairs.extend(pairs)
+      staging.publish()
+  assert all(os.path.isdir(target) and not os.path.exists(tmp) for tmp, target in pairs)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_export_of_a_run_records_the_runs_own_architecture(trained_run, tmp_path):
   """--mode=export on a run without --config: the command line's default netG
   (resnet_9blocks) must not reach the metadata; the run's resnet_6blocks does."""

@@ -93,3 +93,35 @@ def test_describe_bytes_names_what_a_file_holds(tmp_path):
   page.write_bytes(b'<html>Not Found</html>')
   assert image_files.describe_file(str(page)).startswith('an HTML page')
   assert '22 bytes' in image_files.describe_file(str(page))
+
+
+def test_pfm_files_are_listed_and_described(tmp_path):
+  (tmp_path / 'depth.pfm').write_bytes(b'Pf\n1 1\n-1.0\n' + bytes(4))
+  assert image_files.list_image_files(str(tmp_path)).paths == [str(tmp_path / 'depth.pfm')]
+  assert image_files.describe_bytes(b'Pf\n1 1\n-1.0\n') == (
+      'a grayscale PFM (32-bit float) image')
+  assert image_files.describe_bytes(b'P6\n4 4\n255\n\x00') == 'a PPM image'
+  assert image_files.describe_bytes(b'P5: notes') == 'a text file'  # no whitespace after P5
+
+
+def test_names_that_read_as_globs_are_taken_literally(tmp_path):
+  """Brackets are common in real names ('photo[1].jpg', 'My Data [v2]'); a path that exists is
+  the input as is, and a glob inside such a folder matches that folder's files."""
+  literal = _save(_uint8((4, 4, 3)), tmp_path / 'photo[1].jpg', 'JPEG')
+  _save(_uint8((4, 4, 3)), tmp_path / 'photo1.jpg', 'JPEG')  # what the glob reading would match
+  assert image_files.find_inputs(literal).paths == [literal]
+  folder = tmp_path / 'My Data [v2]'
+  folder.mkdir()
+  inside = [_save(_uint8((4, 4, 3)), folder / name)
+            for name in ('café [2].png', 'b.png')]
+  (tmp_path / 'My Data v').mkdir()  # a folder the glob reading of the name would match
+  _save(_uint8((4, 4, 3)), tmp_path / 'My Data v' / 'other.png')
+  assert image_files.find_inputs(str(folder)).paths == sorted(inside)
+  assert image_files.find_inputs(str(folder / 'café [2].png')).paths == [inside[0]]
+  assert image_files.find_inputs(str(folder / '*.png')).paths == sorted(inside)
+  assert image_files.find_inputs(str(folder / 'caf? *.png')).paths == [inside[0]]
+  # A real glob that matches keeps its meaning.
+  assert image_files.find_inputs(str(tmp_path / 'photo[0-9].jpg')).paths == [
+      str(tmp_path / 'photo1.jpg')]
+  with pytest.raises(FileNotFoundError, match='matches no files'):
+    image_files.find_inputs(str(folder / '*.gif'))

@@ -149,3 +149,91 @@ def test_pixel_conversions():
   with Image.open(io.BytesIO(images.png_bytes(np.zeros((3, 5, 1), np.float32)))) as im:
     assert (im.mode, im.size) == ('RGB', (5, 3))
   assert images.resize_array(np.zeros((2, 8, 8, 3)), (4, 6)).shape == (2, 4, 6, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deep pixels: 32-bit float and integer files keep their real range.
+
+
+def _float_tiff(array):
+  return _encoded(Image.fromarray(np.asarray(array, np.float32), mode='F'), 'TIFF')
+
+
+def _pfm(array):
+  """Grayscale PFM bytes ('Pf', little-endian: negative scale; rows stored bottom to top)."""
+  height, width = array.shape
+  return (b'Pf\n%d %d\n-1.0\n' % (width, height) +
+          np.ascontiguousarray(array[::-1], '<f4').tobytes())
+
+
+def _unit(decoded):
+  """A decode in [-1, 1] -> [0, 1]."""
+  return (decoded + 1.0) / 2.0
+
+
+@pytest.mark.parametrize('scale', [1.0, 255.0])
+def test_float_tiff_decodes_its_values_not_black(scale):
+  values = np.linspace(0.0, 1.0, 6 * 7, dtype=np.float32).reshape(6, 7)
+  contents = _float_tiff(values * scale)
+  assert bool(images.is_pillow_only(tf.constant(contents)))
+  gray = _decode(contents, channels=1, pillow=True)
+  assert gray.shape == (6, 7, 1)
+  np.testing.assert_allclose(_unit(gray[..., 0]), values, atol=1e-6)
+  rgb = _decode(contents, channels=3, pillow=True)
+  np.testing.assert_allclose(_unit(rgb), np.repeat(values[..., None], 3, -1), atol=1e-6)
+
+
+def test_grayscale_pfm_is_read_by_pillow_and_listed():
+  values = np.linspace(0.0, 1.0, 4 * 5, dtype=np.float32).reshape(4, 5)
+  contents = _pfm(values)
+  assert bool(images.is_pillow_only(tf.constant(contents)))
+  np.testing.assert_allclose(_unit(_decode(contents, 1, pillow=True)[..., 0]), values, atol=1e-6)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='colour PFM'):
+    _decode(b'PF\n2 2\n-1.0\n' + bytes(48), pillow=True)
+
+
+def test_32_bit_integer_and_16_bit_pgm_scale_by_their_range():
+  small = np.arange(20, dtype=np.int32).reshape(4, 5) * 13  # <= 255: 8-bit values
+  got = _decode(_encoded(Image.fromarray(small, mode='I'), 'TIFF'), 1, pillow=True)
+  np.testing.assert_allclose(_unit(got[..., 0]) * 255, small, atol=1e-3)
+  deep = small * 250  # <= 65535: 16-bit values
+  got = _decode(_encoded(Image.fromarray(deep, mode='I'), 'TIFF'), 1, pillow=True)
+  np.testing.assert_allclose(_unit(got[..., 0]) * 65535, deep, atol=0.02)
+  # A 16-bit PGM (maxval 65535, read by Pillow as 32-bit 'I') even when its values are small.
+  pgm = (np.arange(20).reshape(4, 5) * 3).astype('>u2')
+  got = _decode(b'P5\n5 4\n65535\n' + pgm.tobytes(), 1, pillow=True)
+  np.testing.assert_allclose(_unit(got[..., 0]) * 65535, pgm, atol=0.02)
+
+
+def test_float_tiff_with_nan_or_out_of_range_pixels_is_refused_naming_why():
+  values = np.full((8, 8), 0.5, np.float32)
+  values[2:5, 3:6] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match='NaN') as caught:
+    _decode(_float_tiff(values), pillow=True)
+  assert images.decode_error_reason(caught.value).startswith(
+      'a 32-bit float TIFF image holding NaN/Inf pixels (9 NaN and 0 Inf')
+  values[2:5, 3:6] = np.inf
+  with pytest.raises(tf.errors.InvalidArgumentError, match='Inf'):
+    _decode(_float_tiff(values), pillow=True)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'values in \[-1, 300\]'):
+    _decode(_float_tiff(np.linspace(-1, 300, 16).reshape(4, 4)), pillow=True)
+
+
+def test_scan_skips_a_nan_float_tiff_naming_the_file_and_why(tmp_path, caplog):
+  from cyclegan_tf import data_sources  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'trainA'
+  folder.mkdir()
+  good = str(folder / 'a.png')
+  Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(good)
+  values = np.full((6, 5), 0.25, np.float32)
+  values[0, 0] = np.nan
+  bad = folder / 'b.tif'
+  bad.write_bytes(_float_tiff(values))
+  paths = [good, str(bad)]
+  split = data_sources.Split(str(folder), paths, np.zeros([2, 2]), 3, paths=paths)
+  with caplog.at_level('WARNING'):
+    kept, skipped = data_sources.scan(split, 2)
+  assert kept.names == (good,) and skipped == (str(bad),)
+  warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith('Skipping'))
+  assert warning.startswith(f'Skipping {bad}: it cannot be decoded as an image (a TIFF image')
+  assert 'holding NaN/Inf pixels (1 NaN' in warning

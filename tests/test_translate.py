@@ -1,5 +1,6 @@
 """translate: files in, PNGs out, any size; tiles that share instance-norm statistics."""
 
+import errno
 import os
 
 import numpy as np
@@ -246,3 +247,89 @@ def test_phone_photos_and_tiff_scans_come_back_upright_at_their_size(exported_ru
     assert _read_png(out / f'exif_{orientation}.png').shape == (32, 24, 3)
   assert _read_png(out / 'scan.png').shape == (14, 10, 3)
   assert _read_png(out / 'frame.png').shape == (6, 9, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Float images with NaN pixels, full disks and read-only outputs.
+
+
+class _Counting(_Identity):
+  """_Identity that counts the images it translates."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def whole(self, images):
+    self.calls += 1
+    return super().whole(images)
+
+
+def _nan_float_tiff(path):
+  values = np.full((6, 8), 0.5, np.float32)
+  values[1:3, 2:4] = np.nan
+  Image.fromarray(values, mode='F').save(path, format='TIFF')
+  return str(path)
+
+
+def test_a_float_tiff_with_nan_pixels_is_skipped_naming_the_file_and_why(default_config,
+                                                                         tmp_path):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  _save(_uint8((6, 8, 3), 1), folder / 'good.png')
+  bad = _nan_float_tiff(folder / 'depth.tif')
+  summary = translate.translate_paths(default_config, str(folder), str(tmp_path / 'out'),
+                                      translator=_Identity())
+  assert summary['written'] == [str(tmp_path / 'out' / 'good.png')]
+  [(path, reason)] = summary['skipped']
+  assert path == bad and reason.startswith(f'{bad}: a TIFF image')
+  assert 'holding NaN/Inf pixels (4 NaN and 0 Inf of 48 values)' in reason
+  assert sorted(os.listdir(tmp_path / 'out')) == ['good.png']
+
+
+@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_failing_write_leaves_no_partial_png(default_config, tmp_path, monkeypatch, code):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for name in ('a', 'b', 'c'):
+    _save(_uint8((6, 8, 3), 1), folder / f'{name}.png')
+  out = tmp_path / 'out'
+  real_write = translate._write_bytes  # pylint: disable=protected-access
+  writes = []
+
+  def write_then_fail(path, data):
+    writes.append(path)
+    if len(writes) <= 2:  # the probe of the folder, then a.png
+      return real_write(path, data)
+    with open(path, 'wb') as f:  # part of the PNG reaches the disk, then it is full
+      f.write(data[:len(data) // 2])
+    raise OSError(code, os.strerror(code), path)
+
+  monkeypatch.setattr(translate, '_write_bytes', write_then_fail)
+  with pytest.raises(OSError) as caught:
+    translate.translate_paths(default_config, str(folder), str(out), translator=_Identity())
+  assert caught.value.errno == code
+  assert os.path.basename(writes[2]).startswith('.b.png.tmp-')  # never the final name
+  assert os.listdir(out) == ['a.png']  # whole; no b.png, no temporary file
+  np.testing.assert_array_equal(_read_png(out / 'a.png'), _uint8((6, 8, 3), 1))
+
+
+def test_an_output_that_cannot_be_written_fails_before_translating(default_config, tmp_path,
+                                                                  monkeypatch):
+  image = _save(_uint8((6, 8, 3), 1), tmp_path / 'a.png')
+  (tmp_path / 'some_file').write_text('in the way')
+  translator = _Counting()
+  with pytest.raises((NotADirectoryError, FileExistsError)) as caught:
+    translate.translate_paths(default_config, image, str(tmp_path / 'some_file' / 'sub'),
+                              translator=translator)
+  assert caught.value.filename == str(tmp_path / 'some_file' / 'sub')
+  # A read-only folder (chmod does not stop root, so the probe's failure is injected).
+
+  def read_only(path, data):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+  monkeypatch.setattr(translate, '_write_bytes', read_only)
+  out = tmp_path / 'out'
+  with pytest.raises(OSError, match='Cannot write into the output folder') as caught:
+    translate.translate_paths(default_config, image, str(out), translator=translator)
+  assert caught.value.errno == errno.EROFS and caught.value.filename == str(out)
+  assert translator.calls == 0 and os.listdir(out) == []
