@@ -324,15 +324,25 @@ def export_run(config, workdir, export_dir=None, step=None):
   names and renamed together at the end, so an interrupted export leaves none of them.
 
   Returns {model_name: SavedModel version dir} and, for the edge formats (edge_export.py),
-  {'<format>/<model_name>': version dir}, which holds the same version number.
+  {'<format>/<model_name>': version dir}, which holds the same version number. Holds the run
+  directory's lock when the export goes into it (RunDirError while another process writes it).
   """
+  run_dir.check_workdir(workdir)
   run_config = run_dir.config_for_mode(workdir, config, 'export')
   # --- edge formats (issue 12): which formats, validated before the checkpoint is read.
   formats = edge_export.parse_list(run_config.export.get('formats', 'saved_model'),
                                    edge_export.FORMATS, 'export.formats')
   # ---
-  generators, restored_step, _ = run_dir.restore_generators(workdir, step, run_config)
   export_dir = export_dir or run_dir.export_dir(workdir)
+  inside = os.path.commonpath([os.path.abspath(export_dir), os.path.abspath(workdir)]) == (
+      os.path.abspath(workdir))
+  # An export into the run directory is one of its writers (run_dir.writer_lock).
+  with run_dir.writer_lock(workdir, 'export') if inside else contextlib.nullcontext():
+    return _export_checkpoint(run_config, workdir, export_dir, step, formats)
+
+
+def _export_checkpoint(run_config, workdir, export_dir, step, formats):
+  generators, restored_step, _ = run_dir.restore_generators(workdir, step, run_config)
   names = model_names(run_config)
   bases = _model_bases(export_dir, names.values()) if 'saved_model' in formats else []
   bases += [edge_export.format_base(export_dir, fmt, name)

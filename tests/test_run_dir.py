@@ -69,6 +69,20 @@ def test_a_second_writer_is_refused_naming_the_process_and_host(tmp_path):
     holder.wait()
 
 
+def test_evaluate_and_export_into_a_run_being_trained_are_refused(tmp_path, default_config):
+  from cyclegan_tf import evaluate, export  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  holder = _start_holder(workdir)
+  try:
+    for consumer in (evaluate.evaluate, export.export_run):
+      with pytest.raises(run_dir.RunDirError, match=f'is in use by process {holder.pid}'):
+        consumer(default_config, workdir)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert sorted(os.listdir(workdir)) == ['.lock']  # nothing else was written
+
+
 def test_a_killed_writers_lock_is_taken_over_with_a_note(tmp_path, caplog):
   workdir = str(tmp_path / 'run')
   holder = _start_holder(workdir)

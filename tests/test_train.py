@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, tiny_config
+from conftest import EQUIVALENCE_BOUND, REPO_ROOT, output_gaps, tiny_config
 from cyclegan_tf import configuration
 from cyclegan_tf import losses
+from cyclegan_tf import networks
 from cyclegan_tf import run_dir
 from cyclegan_tf import train
 
@@ -84,7 +85,10 @@ def test_linear_policy_decays_in_the_second_epoch(trained_run):
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical_to_an_uninterrupted_run(trained_run, tmp_path):
+def test_resume_continues_the_uninterrupted_run(trained_run, tmp_path):
+  """The default mode (no op determinism): what holds on any CPU under load. The schedule, the
+  counters and the pools' fill are exact; the weights equal the uninterrupted run's up to
+  float rounding (kernels may sum in another order), judged by what the networks compute."""
   config, straight = trained_run
   resumed = str(tmp_path / 'resumed')
   first_half = copy.deepcopy(config)
@@ -94,6 +98,48 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(trained_run, tmp_path):
   path_a, a = _checkpoint_values(straight)
   path_b, b = _checkpoint_values(resumed)
   assert path_a.endswith('ckpt-24') and path_b.endswith('ckpt-24')
+  assert set(a) == set(b)
+  for name in ('step', 'epoch', 'epoch_step', 'train_sizes'):
+    key = f'{name}/.ATTRIBUTES/VARIABLE_VALUE'
+    np.testing.assert_array_equal(a[key], b[key], err_msg=name)
+  assert a['epoch/.ATTRIBUTES/VARIABLE_VALUE'] == 2  # both epochs ended
+  for name in a:
+    if 'num_images' in name or 'iteration' in name:
+      np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  with networks.dtype_policy('float32'):
+    initial = networks.build_cyclegan(config.model, seed=config.train.seed,
+                                      with_discriminators=False, gemm_last_conv=False)
+  got, want = run_dir.restore_generators(resumed)[0], run_dir.restore_generators(straight)[0]
+  gaps = output_gaps(got, want, initial, images)
+  assert max(gaps.values()) < EQUIVALENCE_BOUND, gaps
+
+
+_DETERMINISTIC = ['--config.model.netG=resnet_6blocks', '--config.model.ngf=4',
+                  '--config.model.ndf=4', '--config.data.load_size=36',
+                  '--config.data.crop_size=32', '--config.data.synthetic_train_size=6',
+                  '--config.data.synthetic_test_size=2', '--config.train.n_epochs=1',
+                  '--config.train.n_epochs_decay=1', '--config.train.checkpoint_every_steps=4',
+                  '--config.train.lr=0.002', '--config.train.deterministic=True']
+
+
+@pytest.mark.slow
+def test_a_deterministic_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+  """config.train.deterministic through main.py (a fresh process, so TF's thread pools can be
+  sized): a run stopped mid-epoch and resumed ends with every saved value bit for bit equal to
+  an uninterrupted run's, under any load."""
+  def run(workdir, *extra):
+    done = subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *_DETERMINISTIC,
+                           *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'may differ in the last bits' not in done.stderr
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  run(straight)
+  run(resumed, '--config.train.max_steps=5')  # mid-epoch, between checkpoints
+  run(resumed)
+  path_a, a = _checkpoint_values(straight)
+  path_b, b = _checkpoint_values(resumed)
+  assert path_a.endswith('ckpt-12') and path_b.endswith('ckpt-12')
   assert set(a) == set(b)
   del a['save_counter/.ATTRIBUTES/VARIABLE_VALUE']  # how many saves, not training state
   for name in a:
@@ -216,6 +262,7 @@ def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
   finally:
     second.kill()
   log = log2_path.read_text()
+  assert f'Taking over the stale lock of process {first.pid}' in log  # kill -9 left it
   assert f'Resumed from {workdir}/checkpoints/ckpt-{killed_at} at step {killed_at}' in log
   assert 'Received SIGTERM' in log
   stopped_at = _latest_step(workdir)
@@ -266,18 +313,51 @@ def test_a_failed_start_leaves_no_run_and_the_corrected_command_runs(tmp_path):
   assert json.load(open(os.path.join(workdir, 'config.json')))['model']['ngf'] == 8
 
 
-def test_a_pool_over_images_of_different_sizes_is_refused_at_start_up(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize('preprocess', ['scale_width', 'none'])
+def test_a_pool_over_images_of_different_sizes_trains_and_resumes(tmp_path, preprocess):
+  """pool_size 50 at batch 1 over images of different aspect ratios (the reference's list pool
+  keeps any size): the pools store each image at its own size, are checkpointed with their
+  sizes and are restored on resume."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  for split, size in [('trainA', (20, 24)), ('trainA', (24, 20)), ('trainB', (20, 24)),
-                      ('testA', (20, 24)), ('testB', (20, 24))]:
-    os.makedirs(tmp_path / 'data' / split, exist_ok=True)
-    Image.new('RGB', size[::-1]).save(tmp_path / 'data' / split / f'{size[0]}.png')
+  from cyclegan_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  # scale_width (load_size 36, crop_size 32): width 36, height max(36 h / w, 32) rounded to 4:
+  # A 32x36, 40x36, 60x36 and B 32x36, 48x36. none: the sizes themselves (multiples of 4; the
+  # discriminators need 24 px or more).
+  for split, sizes in [('trainA', [(24, 28), (28, 24), (40, 24)]),
+                       ('trainB', [(24, 32), (32, 24)]), ('testA', [(24, 28)]),
+                       ('testB', [(24, 32)])]:
+    os.makedirs(tmp_path / 'data' / split)
+    for i, (h, w) in enumerate(sizes):
+      Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+          tmp_path / 'data' / split / f'{i}.png')
   config = tiny_config(**{'data.dataset': 'folder', 'data.root': str(tmp_path / 'data'),
-                          'data.preprocess': 'none'})
-  with pytest.raises(configuration.ConfigError, match=r'pool_size=50.*different sizes.*'
-                     r'pool_size=0'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert not os.path.exists(tmp_path / 'run' / 'config.json')
+                          'data.preprocess': preprocess, 'train.pool_size': 50,
+                          'train.max_steps': 3, 'train.image_every_steps': 1000,
+                          'train.checkpoint_every_steps': 1000})
+  workdir = str(tmp_path / 'run')
+  assert train.train_and_evaluate(config, workdir) == 3
+  path, values = _checkpoint_values(workdir)
+  assert path.endswith('ckpt-3')
+  pipeline = input_pipeline.InputPipeline(config)
+  # pool_A holds G_B(real B): the sizes of domain B's images after preprocessing, padded to
+  # the largest; pool_B those of A.
+  for pool, domain in (('pool_A', 'B'), ('pool_B', 'A')):
+    count = values[f'{pool}/.ATTRIBUTES/num_images']
+    np.testing.assert_array_equal(count, [3])  # a pool of 50 after 3 steps of one image
+    sizes = {tuple(s) for s in values[f'{pool}/.ATTRIBUTES/sizes'][:3].tolist()}
+    assert sizes <= {tuple(s) for s in pipeline.train_sizes[domain].tolist()}, sizes
+    images = values[f'{pool}/.ATTRIBUTES/images']
+    assert images.shape == (50,) + pipeline.max_train_shapes[domain]
+  assert len(sizes) == 3  # pool_B: G_A of each A image of the first epoch, at its own size
+  resumed = copy.deepcopy(config)
+  resumed.train.max_steps = 5
+  assert train.train_and_evaluate(resumed, workdir) == 5
+  _, values = _checkpoint_values(workdir)
+  for pool in ('pool_A', 'pool_B'):
+    # Restored (3 images) and 2 more: a pool that restored empty would hold 2.
+    np.testing.assert_array_equal(values[f'{pool}/.ATTRIBUTES/num_images'], [5])
 
 
 def test_rerunning_a_finished_run_says_how_to_extend_it(trained_run, tmp_path, caplog):
@@ -328,3 +408,113 @@ def test_images_of_their_own_sizes_train_and_evaluate(tmp_path):
   assert os.path.isfile(run_dir.samples_path(workdir, 3))
   with open(run_dir.metrics_path(workdir, 3)) as f:
     assert json.load(f)['num_images_a'] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule is state: a train set that changes between runs never moves it.
+
+
+def _folder_data(root, n_a, n_b, size=40, start=0):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for split, n in (('trainA', n_a), ('trainB', n_b), ('testA', 1), ('testB', 1)):
+    os.makedirs(root / split, exist_ok=True)
+    for i in range(start, start + n):
+      colour = (37 * i % 256, 90 + 20 * (split[-1] == 'B'), 200 - 11 * i % 200)
+      Image.new('RGB', (size, size), colour).save(root / split / f'{i:03d}.png')
+
+
+def _schedule(workdir):
+  _, values = _checkpoint_values(workdir)
+  get = lambda n: values[f'{n}/.ATTRIBUTES/VARIABLE_VALUE']
+  return int(get('step')), int(get('epoch')), int(get('epoch_step')), list(get('train_sizes'))
+
+
+@pytest.mark.slow
+def test_a_changed_train_set_keeps_the_epoch_and_the_learning_rate(tmp_path, caplog):
+  data = tmp_path / 'data'
+  _folder_data(data, 4, 4)
+  config = tiny_config(**{'data.dataset': 'folder', 'data.root': str(data),
+                          'train.n_epochs': 2, 'train.n_epochs_decay': 2,
+                          'train.log_every_steps': 1, 'train.max_steps': 6})
+  workdir = str(tmp_path / 'run')
+  assert train.train_and_evaluate(config, workdir) == 6
+  assert _schedule(workdir) == (6, 1, 2, [4, 4])  # epoch 2 (0-based 1), 2 of 4 batches done
+  lr_before = dict(_scalars(os.path.join(workdir, 'logs', 'train'), 'learning_rate/G'))[6]
+
+  _folder_data(data, 8, 8, start=4)  # 8 more images per domain
+  config.train.max_steps = 8
+  with caplog.at_level(logging.INFO, logger='absl'):
+    assert train.train_and_evaluate(config, workdir) == 8
+  assert ('The training set changed since the last checkpoint: A 4 -> 12, B 4 -> 12 images '
+          '(4 -> 12 steps per epoch). The schedule keeps its place: epoch 2 continues at batch '
+          '3 of 12, learning rate unchanged.') in caplog.text
+  assert 'step 7/8 epoch 2/4' in caplog.text
+  assert _schedule(workdir) == (8, 1, 4, [12, 12])
+  lrs = dict(_scalars(os.path.join(workdir, 'logs', 'train'), 'learning_rate/G'))
+  assert lrs[7] == lrs[8] == lr_before
+
+  for split in ('trainA', 'trainB'):  # back to 4 images: the epoch position 4 is its end
+    for name in sorted(os.listdir(data / split))[4:]:
+      os.remove(data / split / name)
+  config.train.max_steps = 12
+  caplog.clear()
+  with caplog.at_level(logging.INFO, logger='absl'):
+    assert train.train_and_evaluate(config, workdir) == 12  # max_steps reached, not cut short
+  assert 'epoch 2 had 4 batches done, all the new epoch holds: epoch 3 starts' in caplog.text
+  assert 'Training stopped at step 12: config.train.max_steps=12 is reached, in epoch 4/4' in (
+      caplog.text)
+  assert _schedule(workdir) == (12, 3, 0, [4, 4])  # epochs 3 and 4 ran, 4 batches each
+  lrs = dict(_scalars(os.path.join(workdir, 'logs', 'train'), 'learning_rate/G'))
+  assert lrs[9] == pytest.approx(2e-4 * (1 - 1 / 3))  # epoch 3: the first decay epoch
+
+
+def test_total_steps_counts_from_where_the_run_stands(default_config):
+  c = default_config
+  c.train.n_epochs, c.train.n_epochs_decay, c.train.max_steps = 2, 2, 0
+  assert train.total_steps(c, 10) == 40
+  # Step 50 in epoch 2 (0-based 1) with 3 batches done, the epoch now 20 batches long.
+  assert train.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 50 + 17 + 2 * 20
+  assert train.total_steps(c, 20, step=90, epoch=4) == 90  # the epochs ran out
+  c.train.max_steps = 60
+  assert train.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 60
+
+
+def test_a_loss_growing_a_million_times_is_warned_once(caplog):
+  watch = train._ExplosionWatch()  # pylint: disable=protected-access
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    watch.check({'G_A': 0.5, 'D_A': 0.25}, 10)
+    watch.check({'G_A': 4e5, 'D_A': 0.2}, 20)  # 8e5 x: not yet
+    assert 'diverging' not in caplog.text
+    watch.check({'G_A': 6e5, 'D_A': 0.2}, 30)
+    watch.check({'G_A': 9e5, 'D_A': 0.2}, 40)
+  warnings = [r.getMessage() for r in caplog.records if 'diverging' in r.getMessage()]
+  assert len(warnings) == 1
+  assert warnings[0].startswith('Loss G_A is 6e+05 at step 30, 1e+06 times its first logged '
+                                'value 0.5')
+  assert '--config.train.lr' in warnings[0]
+
+
+@pytest.mark.slow
+def test_after_a_nan_stop_the_run_continues_with_a_lower_learning_rate(trained_run, tmp_path,
+                                                                       monkeypatch, caplog):
+  config, finished = trained_run
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished, workdir)
+  longer = copy.deepcopy(config)
+  longer.train.n_epochs = 2
+  longer.train.max_steps = 26
+  with monkeypatch.context() as patch:
+    patch.setattr(losses, 'cycle_loss', lambda real, rec, lambda_: losses.l1_loss(rec, real) *
+                  float('nan'))
+    with pytest.raises(train.NonFiniteLossError) as stopped:
+      train.train_and_evaluate(longer, workdir)
+  message = str(stopped.value)
+  assert f'the newest checkpoint, {workdir}/checkpoints/ckpt-24, is the last good one' in message
+  assert 'rerun the same command with --config.train.lr=0.0002 (or lower)' in message
+  longer.train.lr = 0.0002  # the reference's --continue_train --lr
+  with caplog.at_level(logging.INFO, logger='absl'):
+    assert train.train_and_evaluate(longer, workdir) == 26
+  assert 'config.train.lr changes from 0.002 (the run\'s config.json) to 0.0002' in caplog.text
+  assert json.load(open(os.path.join(workdir, 'config.json')))['train']['lr'] == 0.0002
+  lrs = dict(_scalars(os.path.join(workdir, 'logs', 'train'), 'learning_rate/G'))
+  assert lrs[26] == pytest.approx(0.0002 * (1 - 1 / 2))  # epoch 3 of n_epochs 2 + decay 1
