@@ -31,6 +31,7 @@ at start-up. Every image is decoded once per start, so a folder of 100k images c
 """
 
 import os
+import shlex
 import socket
 import time
 import urllib.parse
@@ -198,6 +199,7 @@ class FolderSource:
     for name in ('trainA', 'trainB', 'testA', 'testB'):
       folder = os.path.join(self.root, name)
       if not os.path.isdir(folder):
+        _refuse_windows_names(self.root)
         raise DataError(f'Missing folder {folder}: config.data.root must hold trainA, trainB, '
                         'testA and testB, each with image files '
                         f'({", ".join(image_files.IMAGE_EXTENSIONS)}).')
@@ -218,6 +220,19 @@ class FolderSource:
 
   def test_names(self, name):
     return [os.path.relpath(p, os.path.join(self.root, name)) for p in self.listing[name]]
+
+
+def _refuse_windows_names(root):
+  """Raises DataError when `root` holds files named like 'trainA\\x.jpg': a zip made on Windows
+  and extracted by a tool that kept its separators in the names (Python's zipfile does)."""
+  names = [n for n in os.listdir(root) if '\\' in n and n.split('\\')[0] in SPLITS]
+  if names:
+    raise DataError(
+        f'{root} holds {len(names)} files named like {names[0]!r}: a zip made on Windows, '
+        'extracted with the backslashes kept in the names, so there is no trainA folder. '
+        'Extract it with `unzip` (which makes the folders), or turn the names into folders: '
+        f'cd {shlex.quote(root)} && for f in *\\\\*; do d="${{f%\\\\*}}"; '
+        'mkdir -p "${d//\\\\//}" && mv "$f" "${f//\\\\//}"; done')
 
 
 class TfdsSource:

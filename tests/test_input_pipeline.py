@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import tiny_config
+from cyclegan_tf import configuration
+from cyclegan_tf import data_sources
 from cyclegan_tf import input_pipeline as ip
 from cyclegan_tf import preprocessing
 
@@ -524,3 +527,21 @@ def test_tfds_offline_fails_in_seconds_naming_the_url_and_the_folder(default_con
                      r'horse2zebra.zip.*downloads/manual'):
     ip.InputPipeline(config)
   assert tried == [(('efrosgans.example.invalid', 443), 5)]
+
+
+def test_a_windows_zip_extracted_with_backslash_names_is_refused_with_the_fix(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  root = tmp_path / 'horse2zebra'
+  root.mkdir()
+  for split in data_sources.SPLITS:
+    Image.new('RGB', (40, 40), (9, 99, 199)).save(root / f'{split}\\{split[-1]}_0.jpg')
+  config = tiny_config(**{'data.dataset': 'folder', 'data.root': str(root)})
+  with pytest.raises(configuration.DataError,
+                     match=r"holds 4 files named like 'test.\\\\._0\.jpg': a zip made on Windows"
+                     ) as refused:
+    data_sources.FolderSource(config)
+  command = str(refused.value).split('turn the names into folders: ')[1]
+  subprocess.run(['bash', '-c', command], check=True)
+  assert sorted(os.listdir(root)) == sorted(data_sources.SPLITS)
+  assert data_sources.FolderSource(config).listing['trainB'] == [str(root / 'trainB' / 'B_0.jpg')]
