@@ -50,7 +50,7 @@ flags.DEFINE_integer('step', None, 'evaluate / export / translate: checkpoint st
                      '(default: the latest).')
 flags.DEFINE_bool('read_dataset', False, 'benchmark: feed the configured dataset instead of '
                   'random images.')
-# --- issue 12: published models by name; edge models for translate.
+# Published models by name; edge models for translate.
 flags.DEFINE_string('name', None, 'pretrained: a published model (--list shows them), e.g. '
                     'horse2zebra.')
 flags.DEFINE_bool('list', False, 'pretrained: print the published models and their direction.')
@@ -58,7 +58,6 @@ flags.DEFINE_string('base_url', None, 'pretrained: download from this base URL i
                     'config.pretrained.base_url (a mirror, or a local server).')
 flags.DEFINE_string('model', None, 'translate: a SavedModel, LiteRT (.tflite) or ONNX (.onnx) '
                     'file or folder, instead of --workdir.')
-# ---
 FLAGS = flags.FLAGS
 
 
@@ -221,7 +220,7 @@ def _run_mode(mode, config):
   elif mode == 'benchmark':
     from cyclegan_tf import benchmark  # pylint: disable=g-import-not-at-top
     benchmark.run(config, read_dataset=FLAGS.read_dataset)
-  elif mode == 'pretrained':  # --- issue 12
+  elif mode == 'pretrained':
     _run_pretrained(config)
 
 

@@ -86,7 +86,7 @@ def get_config():
   config.export = export = ml_collections.ConfigDict()
   export.model_name_a2b = 'cyclegan_a2b'
   export.model_name_b2a = 'cyclegan_b2a'
-  # --- Edge exports (issue 12; cyclegan_tf/edge_export.py).
+  # Edge exports (cyclegan_tf/edge_export.py).
   # What --mode=export (and --mode=pretrained) writes, comma-separated: saved_model (TF Serving),
   # litert (.tflite files), onnx. Edge files go to EXPORT_DIR/<format>/<model name>/<version>/.
   export.formats = 'saved_model'
@@ -97,16 +97,14 @@ def get_config():
   export.litert_precisions = 'float32,float16,int8'
   export.onnx_opset = 18  # the newest opset tf2onnx 1.17 writes
   export.check_images = 2  # synthetic scenes each edge file is checked on against the generator
-  # ---
 
-  # --- Published models (issue 12; cyclegan_tf/pretrained.py, --mode=pretrained).
+  # Published models (cyclegan_tf/pretrained.py, --mode=pretrained).
   config.pretrained = pretrained = ml_collections.ConfigDict()
   # Where NAME.pth is downloaded from: the reference's scripts/download_cyclegan_model.sh's URL.
   pretrained.base_url = 'http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models'
   pretrained.cache_dir = ''  # downloaded .pth files; '' = $XDG_CACHE_HOME/cyclegan_tf/pretrained
   pretrained.timeout_s = 60.0  # seconds a download may wait for data before it fails
   pretrained.progress_s = 10.0  # seconds between download progress lines
-  # ---
 
   config.benchmark = benchmark = ml_collections.ConfigDict()
   benchmark.warmup_steps = 2  # untimed train steps (the first traces the graph)

@@ -329,10 +329,9 @@ def export_run(config, workdir, export_dir=None, step=None):
   """
   run_dir.check_workdir(workdir)
   run_config = run_dir.config_for_mode(workdir, config, 'export')
-  # --- edge formats (issue 12): which formats, validated before the checkpoint is read.
+  # Which formats, validated before the checkpoint is read.
   formats = edge_export.parse_list(run_config.export.get('formats', 'saved_model'),
                                    edge_export.FORMATS, 'export.formats')
-  # ---
   export_dir = export_dir or run_dir.export_dir(workdir)
   inside = os.path.commonpath([os.path.abspath(export_dir), os.path.abspath(workdir)]) == (
       os.path.abspath(workdir))
@@ -353,13 +352,12 @@ def _export_checkpoint(run_config, workdir, export_dir, step, formats):
     if 'saved_model' in formats:
       paths = _stage_generators(generators, export_dir, run_config, restored_step, version,
                                 staging)
-    # --- edge formats (issue 12): LiteRT / ONNX folders beside the SavedModels.
+    # LiteRT / ONNX folders beside the SavedModels.
     for role, name in names.items():
       edge = edge_export.export_edge(generators[role], export_dir, name, run_config.export,
                                      run_config.model.netG, step=restored_step,
                                      version=version, staged=staging.pairs)
       paths.update({f'{fmt}/{name}': folder for fmt, folder in edge.items()})
-    # ---
     staging.publish()
   for name, path in paths.items():
     print(f'Exported {name} (step {restored_step}) to {path}')

@@ -111,7 +111,7 @@ class Translator:
                model.translate_with_norm_statistics if shared else None,
                description=f'SavedModel {model.path}')
 
-  # --- edge models (issue 12): LiteRT / ONNX files through runtimes.py.
+  # Edge models: LiteRT / ONNX files through runtimes.py.
   @classmethod
   def from_edge_model(cls, model):
     """A runtimes.EdgeModel: no shared statistics; a fixed-size model pads smaller images to
@@ -123,7 +123,6 @@ class Translator:
                  '; smaller images are reflect-padded to its fixed size' if max_tile else '')
     return cls(model.translate, model.input_channels, description=model.description,
                max_tile=max_tile)
-  # ---
 
 
 def _resolve_saved_model(path, config, direction):
@@ -144,7 +143,7 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     raise ValueError(f'direction={direction!r}; allowed: {", ".join(DIRECTIONS)}.')
   if sum(bool(x) for x in (workdir, saved_model, model)) != 1:
     raise ValueError('Give exactly one of workdir (a run), saved_model or model (an export).')
-  # --- edge models (issue 12).
+  # Edge models.
   if model:
     if not os.path.exists(model):
       raise FileNotFoundError(f'Model path {model} does not exist.')
@@ -152,7 +151,6 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     if runtimes.is_edge_model(path):
       return Translator.from_edge_model(runtimes.load(path))
     return Translator.from_saved_model(path)
-  # ---
   if saved_model:
     if not os.path.exists(saved_model):
       raise FileNotFoundError(f'SavedModel path {saved_model} does not exist.')
@@ -349,12 +347,11 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
                                  direction=direction, step=step, model=model)
   tile_size = int(config.translate.tile_size)
   tile_overlap = int(config.translate.tile_overlap)
-  # --- edge models (issue 12): a fixed-size model takes tiles of at most its size.
+  # Edge models: a fixed-size model takes tiles of at most its size.
   max_tile = getattr(translator, 'max_tile', None)  # duck-typed translators may lack it
   if max_tile and max_tile < tile_size:
     tile_size = max_tile
     tile_overlap = min(tile_overlap, tile_size // 4)
-  # ---
   stats_size = int(config.translate.stats_size) or None  # 0: tile_size
   written, skipped, tiled = [], [], 0
   progress = progress_lib.Progress('Translated', len(paths) if len(paths) > 1 else 0,
