@@ -2,6 +2,9 @@
 
 import setuptools
 
+SERVING = ['tensorflow-serving-api==2.21.0', 'grpcio>=1.60']
+EDGE = ['ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20']
+
 setuptools.setup(
     name='cyclegan_tf',
     version='0.1.0',
@@ -24,16 +27,14 @@ setuptools.setup(
         'numpy>=1.26',
         'scipy>=1.11',
         'psutil>=5.9',
-        # serving/: TF Serving's own protos (models.config, gRPC stubs) and gRPC.
-        'tensorflow-serving-api==2.21.0',
-        'grpcio>=1.60',
     ],
     extras_require={
+        # serving/: TF Serving's own protos (models.config, gRPC stubs) and gRPC.
+        'serving': SERVING,
         # Edge exports (LiteRT, ONNX) and their runtimes.
-        'edge': ['ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20'],
+        'edge': EDGE,
         'convert': ['torch==2.13.0'],
         'test': ['pytest>=8.0', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5', 'dill>=0.3.8',
-                 'selenium>=4.20',
-                 'ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20'],
+                 'selenium>=4.20'] + SERVING + EDGE,
     },
 )
