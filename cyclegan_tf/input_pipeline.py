@@ -106,6 +106,9 @@ class InputPipeline:
       self.train_sizes[domain] = self._resized_sizes(split, train=True)
     self.train_shapes = {d: self._output_shape(self.train[d], self.train_sizes[d], train=True)
                          for d in DOMAINS}
+    # The largest training image per domain, (H_max, W_max, C): what the image pools store.
+    self.max_train_shapes = {d: self._max_output_shape(self.train[d], self.train_sizes[d])
+                             for d in DOMAINS}
     self.epoch_size = max(len(self.train['A']), len(self.train['B']))
     self.steps_per_epoch = self.epoch_size // self.batch_size
     if self.steps_per_epoch < 1:
@@ -161,6 +164,13 @@ class InputPipeline:
           f'different sizes in {split.label}). Use batch_size=1 or a cropping preprocess '
           '(resize_and_crop, crop, scale_width_and_crop).')
     return None
+
+  def _max_output_shape(self, split, sizes):
+    """(H_max, W_max, c): the largest height and width the network sees (not necessarily of
+    one image). After the resize stage only the crop modes change the size (augment flips)."""
+    if self.preprocess in CROP_MODES:
+      return (self.crop_size, self.crop_size, split.channels)
+    return (int(sizes[:, 0].max()), int(sizes[:, 1].max()), split.channels)
 
   # --- training --------------------------------------------------------------------------------
 

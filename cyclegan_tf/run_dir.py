@@ -31,6 +31,7 @@ import ml_collections
 import tensorflow as tf
 
 from cyclegan_tf import configuration
+from cyclegan_tf import images
 from cyclegan_tf import networks
 
 CONFIG_FILE = 'config.json'
@@ -143,9 +144,7 @@ def describe_error(error, cause_only=True):
   ('No space left on device', 'Read-only file system', ...), or with the path TF names."""
   if isinstance(error, OSError) and error.strerror:
     return error.strerror if cause_only else f'{error.filename}: {error.strerror}'
-  text = str(getattr(error, 'message', error)).strip().splitlines()
-  text = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', text[0] if text else '')
-  text = re.sub(r'\s*\[Op:\w+\].*$', '', text)
+  text = images.decode_error_reason(error)
   # TF names the file first, then the cause after the last ';'.
   return (text.rsplit('; ', 1)[-1] if cause_only else text) or type(error).__name__
 

@@ -1,11 +1,11 @@
-"""Learning-rate policies of the reference, stepped once per epoch.
+"""The schedule: how long a run trains, and the reference's learning-rate policies, stepped
+once per epoch.
 
 `epoch` below counts epochs from 0 (the first epoch this run trains). The linear policy is the
 reference's lambda_rule: lr * (1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1)),
 constant for n_epochs epochs, then linearly down to lr / (n_epochs_decay + 1) in the last
-epoch. (The reference since 2020 steps its scheduler at the start of each epoch, which shifts
-this by one epoch and makes its last epoch train at lr 0; we apply the formula to the epoch
-being trained, the schedule the paper describes.)
+epoch. The reference steps its scheduler at the end of every epoch, so its k-th trained epoch
+(k from 0) trains at lambda_rule(k), as here.
 """
 
 import math
@@ -16,6 +16,35 @@ import tensorflow as tf
 PLATEAU_FACTOR = 0.2
 PLATEAU_THRESHOLD = 0.01
 PLATEAU_PATIENCE = 5
+
+
+def schedule_epochs(train_config):
+  """Epochs the schedule trains: epoch_count..n_epochs + n_epochs_decay (the reference's)."""
+  c = train_config
+  return c.n_epochs + c.n_epochs_decay + 1 - c.epoch_count
+
+
+def total_steps(train_config, steps_per_epoch, step=0, epoch=0, epoch_step=0):
+  """The step a run ends at, from where it stands: `step`, 0-based `epoch` and the batches done
+  in it (`epoch_step`), with the current train set's steps_per_epoch; capped by max_steps.
+  Epochs already trained are never recounted from the image count."""
+  epochs_left = schedule_epochs(train_config) - epoch
+  left = 0 if epochs_left <= 0 else (
+      max(steps_per_epoch - epoch_step, 0) + (epochs_left - 1) * steps_per_epoch)
+  total = step + left
+  return min(total, train_config.max_steps) if train_config.max_steps else total
+
+
+def finished_message(step, train_config, epoch):
+  """Why training ends at `step` (0-based `epoch` now): the epochs ran out, or max_steps."""
+  c = train_config
+  if epoch >= schedule_epochs(c):
+    return (f'Training finished at step {step}: the schedule (epochs {c.epoch_count}..'
+            f'{c.n_epochs + c.n_epochs_decay}) is complete. To train longer, rerun with a larger '
+            '--config.train.n_epochs or --config.train.n_epochs_decay.')
+  return (f'Training stopped at step {step}: config.train.max_steps={c.max_steps} is reached, '
+          f'in epoch {c.epoch_count + epoch}/{c.n_epochs + c.n_epochs_decay}. To train longer, '
+          'rerun with a larger --config.train.max_steps (0 = the whole schedule).')
 
 
 def lr_factor(train_config, epoch, plateau_factor=1.0):

@@ -35,6 +35,7 @@ from cyclegan_tf import plots
 from cyclegan_tf import precision as precision_lib
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
+from cyclegan_tf import schedules
 from cyclegan_tf import trainer as trainer_lib
 
 LOSS_NAMES = trainer_lib.LOSS_NAMES
@@ -90,23 +91,6 @@ def _due(step, epoch_step, config, steps_per_epoch, total_steps):
               end_of_epoch=end_of_epoch,
               save=step % c.checkpoint_every_steps == 0 or end_of_epoch or last,
               evaluate=bool(c.eval_every_steps) and step % c.eval_every_steps == 0)
-
-
-def schedule_epochs(config):
-  """Epochs the schedule trains: epoch_count..n_epochs + n_epochs_decay (the reference's)."""
-  c = config.train
-  return c.n_epochs + c.n_epochs_decay + 1 - c.epoch_count
-
-
-def total_steps(config, steps_per_epoch, step=0, epoch=0, epoch_step=0):
-  """The step the run ends at, from where it stands: `step`, 0-based `epoch` and the batches
-  done in it (`epoch_step`), with the current train set's steps_per_epoch; capped by
-  train.max_steps. Epochs already trained are never recounted from the image count."""
-  epochs_left = schedule_epochs(config) - epoch
-  left = 0 if epochs_left <= 0 else (
-      max(steps_per_epoch - epoch_step, 0) + (epochs_left - 1) * steps_per_epoch)
-  total = step + left
-  return min(total, config.train.max_steps) if config.train.max_steps else total
 
 
 class _Progress:
@@ -242,16 +226,23 @@ def _restore_or_initialise(trainer, workdir, strategy, config):
   return latest
 
 
-def _finished_message(step, config, epoch):
-  """Says why training ends at `step`: the schedule's epochs ran out, or max_steps."""
-  c = config.train
-  if epoch >= schedule_epochs(config):
-    return (f'Training finished at step {step}: the schedule (epochs {c.epoch_count}..'
-            f'{c.n_epochs + c.n_epochs_decay}) is complete. To train longer, rerun with a larger '
-            '--config.train.n_epochs or --config.train.n_epochs_decay.')
-  return (f'Training stopped at step {step}: config.train.max_steps={c.max_steps} is reached, '
-          f'in epoch {c.epoch_count + epoch}/{c.n_epochs + c.n_epochs_decay}. To train longer, '
-          'rerun with a larger --config.train.max_steps (0 = the whole schedule).')
+def _make_deterministic():
+  """Bit-identical runs (config.train.deterministic): TF's deterministic ops, and one thread
+  inside each op, because a CPU kernel's summation order can follow how its thread pool splits
+  the work (a resumed run's pools differed by 3e-7 from an uninterrupted one's under CPU load
+  with op determinism alone). Ops still run side by side (the inter-op pool is untouched:
+  collectives need it). The pool can be sized only before TensorFlow starts its runtime; in a
+  process where it has started already (a notebook, a test) this is said."""
+  tf.config.experimental.enable_op_determinism()
+  threading = tf.config.threading
+  try:
+    threading.set_intra_op_parallelism_threads(1)
+  except RuntimeError:
+    if threading.get_intra_op_parallelism_threads() != 1:
+      logging.warning(
+          'config.train.deterministic: TensorFlow had started in this process before training, '
+          'so its thread pools cannot be limited to one thread; results may differ in the last '
+          'bits under load. Train through main.py (a fresh process) for bit-identical runs.')
 
 
 def _reconcile_schedule(trainer, pipeline, resumed):
@@ -304,7 +295,7 @@ def train_and_evaluate(config, workdir):
   run_dir.check_workdir(workdir)
   c = config.train
   if c.deterministic:
-    tf.config.experimental.enable_op_determinism()
+    _make_deterministic()
   keras.utils.set_random_seed(c.seed)
   strategy = distribute.make_strategy(c)
   distribute.log_replicas(strategy)
@@ -324,7 +315,8 @@ def _train(config, workdir, strategy, chief):
   trainer = trainer_lib.CycleGANTrainer(
       config, strategy, pipeline.train_shapes['A'], pipeline.train_shapes['B'],
       precision=precision,
-      gemm_last_conv=precision_lib.gemm_last_conv(strategy, config.data.crop_size))
+      gemm_last_conv=precision_lib.gemm_last_conv(strategy, config.data.crop_size),
+      max_image_shapes=pipeline.max_train_shapes)
   # Every worker saves (saving may use collectives); non-chief workers into a temporary
   # directory removed after each save. Every worker resumes from the chief's checkpoints.
   ckpt_root = run_dir.checkpoints_dir(workdir)
@@ -335,10 +327,10 @@ def _train(config, workdir, strategy, chief):
   latest = _restore_or_initialise(trainer, workdir, strategy, config)
   _reconcile_schedule(trainer, pipeline, bool(latest))
   step = int(trainer.step.numpy())
-  total = total_steps(config, steps_per_epoch, step, int(trainer.epoch.numpy()),
-                      int(trainer.epoch_step.numpy()))
+  total = schedules.total_steps(c, steps_per_epoch, step, int(trainer.epoch.numpy()),
+                                int(trainer.epoch_step.numpy()))
   if step >= total:
-    logging.info('%s', _finished_message(step, config, int(trainer.epoch.numpy())))
+    logging.info('%s', schedules.finished_message(step, config.train, int(trainer.epoch.numpy())))
     return step
 
   if chief:  # training really starts: from now on this directory is this run
@@ -415,7 +407,7 @@ def _train(config, workdir, strategy, chief):
   except trainer_lib.NonFiniteLossError as e:
     raise trainer_lib.NonFiniteLossError(_non_finite_message(e, latest, c.lr)) from None
   writer.flush()
-  logging.info('%s', _finished_message(step, config, int(trainer.epoch.numpy())))
+  logging.info('%s', schedules.finished_message(step, config.train, int(trainer.epoch.numpy())))
   return step
 
 

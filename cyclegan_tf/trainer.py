@@ -52,16 +52,18 @@ class CycleGANTrainer:
     config: the run's config (validated).
     strategy: the tf.distribute strategy every variable is created under.
     image_shape_a, image_shape_b: (H, W, C) of the training images, None (or None sides) when
-      their sizes vary; the pools need them fixed when pool_size > 0.
+      their sizes vary.
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (config 'auto' resolved).
     gemm_last_conv: the generators' last conv as GEMMs (precision.gemm_last_conv says where
       it is faster); a plain Conv2D otherwise, with the same weights and checkpoints.
-  Raises ConfigError for a batch size the replicas cannot split, or for an image pool with
-  images of varying sizes.
+    max_image_shapes: {'A': (H_max, W_max, C), 'B': ...}, the largest training images of each
+      domain after preprocessing; sizes the image pools when sizes vary (unused otherwise).
+  Raises ConfigError for a batch size the replicas cannot split, or for an image pool over
+  images of varying sizes without max_image_shapes.
   """
 
   def __init__(self, config, strategy, image_shape_a, image_shape_b, precision='float32',
-               gemm_last_conv=False):
+               gemm_last_conv=False, max_image_shapes=None):
     self.config = config
     self.strategy = strategy
     self.precision = precision
@@ -76,13 +78,18 @@ class CycleGANTrainer:
         image_shape_a)
     image_shape_b = (None, None, config.model.output_nc) if image_shape_b is None else tuple(
         image_shape_b)
-    for shape in (image_shape_a, image_shape_b):
-      if c.pool_size > 0 and any(d is None for d in shape):
+    # pool_A holds fake A = G_B(real B): B's sizes, A's channels; pool_B the other way round.
+    pool_shapes = {'A': image_shape_b[:2] + image_shape_a[2:],
+                   'B': image_shape_a[:2] + image_shape_b[2:]}
+    max_pool_shapes = {'A': None, 'B': None}
+    if c.pool_size > 0 and any(d is None for d in image_shape_a + image_shape_b):
+      if max_image_shapes is None:
         raise configuration.ConfigError(
-            f'config.train.pool_size={c.pool_size}: the image pool stores images of one size, '
-            f'but with config.data.preprocess={config.data.preprocess!r} the training images '
-            'have different sizes. Use a cropping preprocess (resize_and_crop, crop, '
-            'scale_width_and_crop) or set config.train.pool_size=0.')
+            f'config.train.pool_size={c.pool_size}: with config.data.preprocess='
+            f'{config.data.preprocess!r} the training images have different sizes, and the '
+            'image pool needs the largest (max_image_shapes) to size its storage.')
+      max_pool_shapes = {'A': tuple(max_image_shapes['B'][:2]) + image_shape_a[2:],
+                         'B': tuple(max_image_shapes['A'][:2]) + image_shape_b[2:]}
     self.global_batch_size = c.batch_size
     self.loss_names = LOSS_NAMES + (PENALTY_TERMS if self._uses_penalty() else ())
     with strategy.scope(), networks.dtype_policy(precision):
@@ -97,8 +104,10 @@ class CycleGANTrainer:
       self.opt_D.build(self.d_vars)
       # pool_A holds generated A images (fed to D_B), pool_B generated B images (D_A).
       # One history per replica; a checkpoint of another replica count restores them empty.
-      self.pool_A = image_pool.ImagePool(c.pool_size, image_shape_a, replicas, name='pool_A')
-      self.pool_B = image_pool.ImagePool(c.pool_size, image_shape_b, replicas, name='pool_B')
+      self.pool_A = image_pool.ImagePool(c.pool_size, pool_shapes['A'], replicas, name='pool_A',
+                                         max_shape=max_pool_shapes['A'])
+      self.pool_B = image_pool.ImagePool(c.pool_size, pool_shapes['B'], replicas, name='pool_B',
+                                         max_shape=max_pool_shapes['B'])
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
       # The schedule is state, never derived from the image count: the epoch (0-based, from
       # epoch_count) and the batches done in it; the train set's sizes they were counted on.

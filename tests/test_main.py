@@ -49,18 +49,14 @@ def test_a_web_page_saved_as_pth_is_one_line(tmp_path):
   assert not os.path.exists(tmp_path / 'out')
 
 
-def test_a_pool_over_images_of_many_sizes_is_one_line(tmp_path):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  for split, size in [('trainA', (20, 24)), ('trainA', (24, 20)), ('trainB', (20, 24)),
-                      ('testA', (20, 24)), ('testB', (20, 24))]:
-    os.makedirs(tmp_path / 'data' / split, exist_ok=True)
-    Image.new('RGB', size[::-1]).save(tmp_path / 'data' / split / f'{size[0]}.png')
-  code, _, stderr = _main('--config=configs/folder.py', f'--workdir={tmp_path / "run"}',
-                          f'--config.data.root={tmp_path / "data"}',
-                          '--config.data.preprocess=none', *TINY[:3])
+def test_a_workdir_tensorflow_would_glob_is_one_line_before_anything_is_written(tmp_path):
+  workdir = tmp_path / 'run [lr=2e-4] ü'
+  code, _, stderr = _main(f'--workdir={workdir}', *TINY)
   assert code == 1
-  assert 'pool_size=0' in _one_error_line(stderr)
-  assert not os.path.exists(tmp_path / 'run' / 'config.json')
+  line = _one_error_line(stderr)
+  assert 'reads checkpoint paths as glob patterns' in line
+  assert f"--workdir='{tmp_path / 'run (lr=2e-4) ü'}'" in line
+  assert not os.path.exists(workdir)
 
 
 def test_a_schedule_that_trains_nothing_is_refused(tmp_path):

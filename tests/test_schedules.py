@@ -54,3 +54,16 @@ def test_plateau_reduces_after_patience_epochs_without_improvement():
   assert state.update(0.5) == pytest.approx(0.2)  # improvement: no further cut
   c = _train_config(lr_policy='plateau')
   assert schedules.lr_factor(c, 7, plateau_factor=0.2) == pytest.approx(0.2)
+
+
+def test_total_steps_counts_from_where_the_run_stands(default_config):
+  c = default_config.train
+  c.n_epochs, c.n_epochs_decay, c.max_steps = 2, 2, 0
+  assert schedules.total_steps(c, 10) == 40
+  # Step 50 in epoch 2 (0-based 1) with 3 batches done, the epoch now 20 batches long.
+  assert schedules.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 50 + 17 + 2 * 20
+  assert schedules.total_steps(c, 20, step=90, epoch=4) == 90  # the epochs ran out
+  c.max_steps = 60
+  assert schedules.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 60
+  assert 'max_steps=60 is reached, in epoch 2/4' in schedules.finished_message(60, c, 1)
+  assert 'the schedule (epochs 1..4) is complete' in schedules.finished_message(90, c, 4)

@@ -468,17 +468,6 @@ def test_a_changed_train_set_keeps_the_epoch_and_the_learning_rate(tmp_path, cap
   assert lrs[9] == pytest.approx(2e-4 * (1 - 1 / 3))  # epoch 3: the first decay epoch
 
 
-def test_total_steps_counts_from_where_the_run_stands(default_config):
-  c = default_config
-  c.train.n_epochs, c.train.n_epochs_decay, c.train.max_steps = 2, 2, 0
-  assert train.total_steps(c, 10) == 40
-  # Step 50 in epoch 2 (0-based 1) with 3 batches done, the epoch now 20 batches long.
-  assert train.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 50 + 17 + 2 * 20
-  assert train.total_steps(c, 20, step=90, epoch=4) == 90  # the epochs ran out
-  c.train.max_steps = 60
-  assert train.total_steps(c, 20, step=50, epoch=1, epoch_step=3) == 60
-
-
 def test_a_loss_growing_a_million_times_is_warned_once(caplog):
   watch = train._ExplosionWatch()  # pylint: disable=protected-access
   with caplog.at_level(logging.WARNING, logger='absl'):
