@@ -93,7 +93,7 @@ def _sync(structure):
 
 
 def make_trainer(config, strategy=None):
-  """A CycleGANTrainer for crop_size images (the pools need a fixed size) and its precision."""
+  """A CycleGANTrainer for crop_size x crop_size images and its precision."""
   strategy = strategy or distribute.make_strategy(config.train)
   precision, _ = precision_lib.resolve(config.train.precision, strategy)
   size = config.data.crop_size
