@@ -167,10 +167,10 @@ def _user_error_message(error):
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import trainer  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import trainer  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top
   if isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
                         configuration.DataError, torch_layout.ConversionError,
                         trainer.NonFiniteLossError, runtimes.MissingRuntimeError,
@@ -190,16 +190,16 @@ def _user_error_message(error):
 
 def _run_mode(mode, config):
   if mode == 'train':
-    from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
     train.train_and_evaluate(config, FLAGS.workdir)
   elif mode == 'summary':
-    from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
     print(networks.summarize(config.model))
   elif mode == 'evaluate':
-    from cyclegan_tf import evaluate  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.evaluation import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate(config, FLAGS.workdir, step=FLAGS.step)
   elif mode == 'export':
-    from cyclegan_tf import export  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
     export.export_run(config, FLAGS.workdir, FLAGS.export_dir, step=FLAGS.step)
   elif mode == 'translate':
     if not FLAGS.input or not FLAGS.output:
@@ -207,18 +207,18 @@ def _run_mode(mode, config):
     if sum(bool(f) for f in (FLAGS.workdir, FLAGS.saved_model, FLAGS.model)) != 1:
       raise app.UsageError('--mode=translate needs exactly one of --workdir (a run), '
                            '--saved_model or --model (an export: SavedModel, .tflite, .onnx).')
-    from cyclegan_tf import translate  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import translate  # pylint: disable=g-import-not-at-top
     translate.translate_paths(config, FLAGS.input, FLAGS.output, workdir=FLAGS.workdir,
                               saved_model=FLAGS.saved_model, direction=FLAGS.direction,
                               step=FLAGS.step, model=FLAGS.model)
   elif mode == 'convert':
     if not FLAGS.pth or not FLAGS.output:
       raise app.UsageError('--mode=convert needs --pth (a .pth file) and --output (a folder).')
-    from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top
     convert.convert_file(FLAGS.pth, FLAGS.output, config, role=FLAGS.role,
                          explicit_fields=_explicit_model_fields(config))
   elif mode == 'benchmark':
-    from cyclegan_tf import benchmark  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.training import benchmark  # pylint: disable=g-import-not-at-top
     benchmark.run(config, read_dataset=FLAGS.read_dataset)
   elif mode == 'pretrained':
     _run_pretrained(config)
@@ -227,7 +227,7 @@ def _run_mode(mode, config):
 def _run_pretrained(config):
   """--mode=pretrained: --list, or --name and --output."""
   if FLAGS.list:
-    from cyclegan_tf import pretrained  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import pretrained  # pylint: disable=g-import-not-at-top
     print('\n'.join(pretrained.list_models()))
     return
   if not FLAGS.name or not FLAGS.output:
@@ -235,7 +235,7 @@ def _run_pretrained(config):
                          'or --list.')
   if FLAGS.base_url:
     config.pretrained.base_url = FLAGS.base_url
-  from cyclegan_tf import pretrained  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import pretrained  # pylint: disable=g-import-not-at-top
   pretrained.fetch(FLAGS.name, FLAGS.output, config)
 
 

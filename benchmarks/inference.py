@@ -40,7 +40,7 @@ INT8_FLAGS = {'avx512_vnni', 'avx_vnni', 'amx_int8'}
 
 def _images(size, channels=3):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import synthetic  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.data import synthetic  # pylint: disable=g-import-not-at-top
   scene = synthetic.render_scene(7, size, 'summer').astype(np.float32) / 127.5 - 1.0
   return scene[np.newaxis, :, :, :channels]
 
@@ -69,17 +69,17 @@ def _runner(runtime, models, size, threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     x = tf.constant(images)
     if runtime == 'tf_saved_model':
-      from cyclegan_tf import export  # pylint: disable=g-import-not-at-top
+      from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
       model = export.load_serving_model(models['saved_model'])
       return lambda: model(x).numpy()
-    from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top
-    from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
     generator = networks.define_G(3, 3, models['ngf'], models['netG'], gemm_last_conv=False)
     generator.load_weights(models['weights'])
     copy = edge_export.edge_copy(generator)
     fn = tf.function(lambda images: copy(images, training=False))
     return lambda: fn(x).numpy()
-  from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top
   model = runtimes.load(models[runtime], num_threads=threads)
   return lambda: model(images)
 
@@ -116,10 +116,10 @@ def prepare(folder, netG, ngf, size, check_images):
   """Writes the generator's SavedModel, Keras weights, LiteRT and ONNX files; returns their
   paths and model.json's checks."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import export  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top
   generator = networks.define_G(3, 3, ngf, netG, name='G_A', seed=0, gemm_last_conv=False)
   models = {'netG': netG, 'ngf': ngf, 'weights': os.path.join(folder, 'G_A.weights.h5')}
   generator.save_weights(models['weights'])

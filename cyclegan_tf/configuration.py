@@ -19,8 +19,8 @@ mode_config(run_config, cli_config, mode) applies this rule; modes without a run
 import json
 import os
 
-from cyclegan_tf import losses
-from cyclegan_tf import networks
+from cyclegan_tf.models import losses
+from cyclegan_tf.models import networks
 
 DATASETS = ('synthetic_seasons', 'folder', 'tfds')
 PREPROCESS = ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop', 'none')

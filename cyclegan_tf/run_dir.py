@@ -31,8 +31,8 @@ import ml_collections
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import images
-from cyclegan_tf import networks
+from cyclegan_tf.data import images
+from cyclegan_tf.models import networks
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'

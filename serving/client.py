@@ -29,8 +29,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from cyclegan_tf.image_files import collect_inputs
-from cyclegan_tf.image_files import output_names
+from cyclegan_tf.data.image_files import collect_inputs
+from cyclegan_tf.data.image_files import output_names
 
 SIGNATURE = 'translate_image'
 INPUT = 'image_bytes'

@@ -56,7 +56,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory):
   """(config, workdir) of a finished tiny run of 24 steps (2 epochs), shared by many tests."""
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp('trained_run'))
   # A higher learning rate than the reference's so that 24 steps visibly learn.
   config = tiny_config(**{'train.log_every_steps': 4, 'train.checkpoint_every_steps': 8,
@@ -79,7 +79,9 @@ def exported_run(tmp_path_factory):
   import types  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import export, networks, run_dir  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.model.netG = 'resnet_6blocks'
   config.model.ngf = 4

@@ -70,7 +70,7 @@ def _weights(nets):
 def checkpoint_weights(config, path):
   """The four networks' weights stored in a train checkpoint."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
   nets = networks.build_cyclegan(config.model, gemm_last_conv=False)
   tf.train.Checkpoint(**nets).restore(path).expect_partial()
   return _weights(nets)
@@ -89,7 +89,7 @@ def _pool_check(strategy):
   separate one-replica image_pool.ImagePool fed only replica r's images with replica r's seeds."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import image_pool  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import image_pool  # pylint: disable=g-import-not-at-top
   shape, size, per_replica = (2, 2, 1), 3, 2
   with strategy.scope():
     pool = image_pool.ImagePool(size, shape, strategy.num_replicas_in_sync, name='pool')
@@ -143,7 +143,7 @@ def mirrored_job(out):
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
   logs = _capture_logs()
   trainers = _record_trainers(train)
   devices = '/cpu:0,/cpu:1'
@@ -175,7 +175,7 @@ def worker_job(out, index, ports):
   os.environ['TF_CONFIG'] = json.dumps({
       'cluster': {'worker': [f'127.0.0.1:{p}' for p in ports]},
       'task': {'type': 'worker', 'index': index}})
-  from cyclegan_tf import train  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
   trainers = _record_trainers(train)
   workdir = os.path.join(out, 'multi_worker')
   steps = train.train_and_evaluate(tiny_config('multi_worker'), workdir)

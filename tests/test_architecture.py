@@ -1,5 +1,5 @@
-"""The module map: every import of cyclegan_tf/ and serving/ (function-level ones included, read
-with ast) goes down the layers the README's module map documents; no circles; the library
+"""The package map: every import of cyclegan_tf/ and serving/ (function-level ones included, read
+with ast) goes down the layers of packages the README's map documents; no circles; the library
 imports no tests, configs or absl.flags; modules stay small."""
 
 import ast
@@ -10,34 +10,49 @@ import pytest
 
 from conftest import REPO_ROOT
 
-# The README's module map, lowest layer first: a module may import only from lower layers.
+# The README's package map, lowest layer first. A unit is a sub-package of cyclegan_tf or one
+# of its top-level modules; a module may import from units of lower layers and from its own
+# package, never from a unit of its own or a higher layer.
 LAYERS = (
-    ('images', 'image_files', 'hardware', 'progress', 'losses', 'schedules', 'image_pool',
-     'distribute', 'synthetic', 'metrics', 'runtimes', 'custom_layers'),
-    ('networks', 'precision'),
-    ('configuration', 'preprocessing', 'inference', 'torch_layout'),
-    ('data_sources',),
-    ('input_pipeline',),
+    ('hardware', 'progress', 'distribute'),
+    ('models',),
+    ('configuration',),
+    ('data',),
     ('run_dir',),
-    ('trainer', 'domain_classifier', 'inception', 'plots', 'reports', 'init_from',
-     'edge_export'),
-    ('evaluate', 'export', 'benchmark'),
-    ('train', 'translate', 'convert'),
-    ('pretrained',),
+    ('evaluation', 'deploy'),
+    ('training',),
 )
-LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+PACKAGES = tuple(u for u in LAYER if os.path.isdir(os.path.join(REPO_ROOT, 'cyclegan_tf', u)))
 # What serving/ may use of the library: TF-free leaves only (it serves SavedModels).
-SERVING_MAY_IMPORT = {'image_files', 'hardware'}
+SERVING_MAY_IMPORT = {'data.image_files', 'hardware'}
 FORBIDDEN_IN_LIBRARY = ('tests', 'conftest', 'configs', 'absl.flags', 'ml_collections.config_flags')
 # Modules allowed past MAX_LINES: each still does one job.
-LONG_MODULES = {'cyclegan_tf/synthetic.py', 'cyclegan_tf/metrics.py', 'serving/model_server.py'}
+LONG_MODULES = {'cyclegan_tf/data/synthetic.py', 'cyclegan_tf/evaluation/metrics.py',
+                'serving/model_server.py'}
 MAX_LINES = 450
 
 
+def _files(package):
+  """The .py files of a package and its sub-packages (paths relative to the repository)."""
+  out = []
+  for folder, _, names in os.walk(os.path.join(REPO_ROOT, package)):
+    out += [os.path.relpath(os.path.join(folder, n), REPO_ROOT) for n in names
+            if n.endswith('.py') and n != '__init__.py']
+  return sorted(out)
+
+
 def _modules(package):
-  folder = os.path.join(REPO_ROOT, package)
-  return sorted(os.path.join(package, f) for f in os.listdir(folder)
-                if f.endswith('.py') and f != '__init__.py')
+  return _files(package)
+
+
+def _dotted(path, package):
+  """'cyclegan_tf/data/images.py' -> 'data.images' (relative to `package`)."""
+  return os.path.splitext(os.path.relpath(path, package))[0].replace(os.sep, '.')
+
+
+def _unit(dotted):
+  return dotted.split('.')[0]
 
 
 def _imports(path):
@@ -57,21 +72,21 @@ def _imports(path):
 
 
 def _internal(path, package):
-  """The sibling modules (short names) a file of `package` imports."""
-  siblings = {os.path.splitext(os.path.basename(m))[0] for m in _modules(package)}
+  """The modules of `package` (dotted, relative to it) a file imports."""
+  known = {_dotted(m, package) for m in _modules(package)}
   out = set()
   for name in _imports(path):
-    parts = name.lstrip('.').split('.')
-    if name.startswith(f'{package}.') and len(parts) > 1 and parts[1] in siblings:
-      out.add(parts[1])
-    elif name.startswith('.') and parts[0] in siblings:
-      out.add(parts[0])
+    if name.startswith(f'{package}.'):
+      rest = name[len(package) + 1:]
+      while rest and rest not in known:  # 'data.images.decode_image' -> 'data.images'
+        rest = rest.rpartition('.')[0]
+      if rest:
+        out.add(rest)
   return out
 
 
 def _graph(package):
-  return {os.path.splitext(os.path.basename(m))[0]: _internal(m, package)
-          for m in _modules(package)}
+  return {_dotted(m, package): _internal(m, package) for m in _modules(package)}
 
 
 def _cycle(graph):
@@ -99,8 +114,8 @@ def _cycle(graph):
 
 
 def test_every_library_module_has_a_layer():
-  names = {os.path.splitext(os.path.basename(m))[0] for m in _modules('cyclegan_tf')}
-  assert sorted(names - set(LAYER)) == [], 'add new modules to LAYERS and the README map'
+  units = {_unit(_dotted(m, 'cyclegan_tf')) for m in _modules('cyclegan_tf')}
+  assert sorted(units - set(LAYER)) == [], 'add new packages to LAYERS and the README map'
 
 
 @pytest.mark.parametrize('package', ['cyclegan_tf', 'serving'])
@@ -112,8 +127,11 @@ def test_library_imports_only_go_down_the_layers():
   upward = []
   for module, imported in _graph('cyclegan_tf').items():
     for name in imported:
-      if LAYER[name] >= LAYER[module]:
-        upward.append(f'{module} (layer {LAYER[module]}) imports {name} (layer {LAYER[name]})')
+      own, other = _unit(module), _unit(name)
+      if own in PACKAGES and own == other:
+        continue  # within a package: only circles are refused
+      if LAYER[other] >= LAYER[own]:
+        upward.append(f'{module} (layer {LAYER[own]}) imports {name} (layer {LAYER[other]})')
   assert upward == []
 
 
@@ -129,11 +147,11 @@ def test_library_imports_no_tests_configs_or_flags():
 def test_serving_needs_no_training_code():
   bad = []
   for path in _modules('serving'):
+    for name in _internal(path, 'cyclegan_tf'):
+      if name not in SERVING_MAY_IMPORT:
+        bad.append(f'{path}: cyclegan_tf.{name}')
     for name in _imports(path):
-      parts = name.split('.')
-      if parts[0] == 'cyclegan_tf' and len(parts) > 1 and parts[1] not in SERVING_MAY_IMPORT:
-        bad.append(f'{path}: {name}')
-      if parts[0] in ('tests', 'configs'):
+      if name.split('.')[0] in ('tests', 'configs'):
         bad.append(f'{path}: {name}')
   assert bad == []
 
@@ -149,21 +167,29 @@ def test_modules_stay_small():
   assert long == []
 
 
-def test_readme_module_map_names_every_module_in_its_layer():
+def test_readme_package_map_names_every_module_in_its_layer():
   with open(os.path.join(REPO_ROOT, 'README.md')) as f:
     readme = f.read()
-  section = readme[readme.index('## Module map'):]
+  section = readme[readme.index('## Package map'):]
   section = section[:section.index('\n## ', 3)]
-  rows = re.findall(r'^\| (\d+) [^|]*\| ([^|]+) \|', section, re.MULTILINE)
+  rows = re.findall(r'^\| (\d+) \| ([^|]+) \|([^|]*)\|', section, re.MULTILINE)
   documented = {}
-  for layer, modules in rows:
-    for name in re.findall(r'`(\w+)`', modules):
-      documented[name] = int(layer)
-  assert documented == {name: layer for name, layer in LAYER.items()
-                        if os.path.exists(os.path.join(REPO_ROOT, 'cyclegan_tf', f'{name}.py'))}
+  for layer, units, modules in rows:
+    for unit in re.findall(r'`(\w+)/?`', units):
+      documented[unit] = (int(layer), sorted(re.findall(r'`(\w+)`', modules)))
+  actual = {}
+  for module in _graph('cyclegan_tf'):
+    unit = _unit(module)
+    listed = actual.setdefault(unit, (LAYER.get(unit), []))[1]
+    if unit in PACKAGES:
+      listed.append(module.split('.', 1)[1])
+  assert documented == {u: (layer, sorted(names)) for u, (layer, names) in actual.items()}
 
 
 def test_the_checker_finds_a_circle_and_an_upward_import():
   assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
   assert _cycle({'a': {'b'}, 'b': set()}) is None
-  assert LAYER['networks'] < LAYER['trainer'] < LAYER['train']
+  assert LAYER['models'] < LAYER['data'] < LAYER['training']
+  graph = _graph('cyclegan_tf')
+  assert 'models.networks' in graph['training.trainer']
+  assert 'data.image_files' in _internal('serving/client.py', 'cyclegan_tf')

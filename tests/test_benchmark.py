@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cyclegan_tf import benchmark
+from cyclegan_tf.training import benchmark
 from cyclegan_tf import hardware
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

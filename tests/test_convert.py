@@ -1,4 +1,4 @@
-"""cyclegan_tf.convert against the reference's own networks, rebuilt in PyTorch.
+"""cyclegan_tf.deploy.convert against the reference's own networks, rebuilt in PyTorch.
 
 benchmarks/reference_torch.py holds faithful copies of the reference's classes; each test gives one
 random weights (biases, BN affine parameters and running statistics included), saves its
@@ -20,9 +20,9 @@ torch = pytest.importorskip(
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -105,7 +105,7 @@ def _config():
 
 def _networks(weights):
   """The four networks of the runs' config holding `weights` ({'G_A/model.1/kernel': ...})."""
-  from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
   nets = networks.build_cyclegan(_config().model, gemm_last_conv=False)
   for name, net in nets.items():
     for w in net.weights:
@@ -121,7 +121,7 @@ def output_gaps(got, want, initial):
 
 def _losses(runs_, run, step):
   """{loss name: value} the run logged at `step` (TensorBoard events of logs/train)."""
-  from cyclegan_tf import plots  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.evaluation import plots  # pylint: disable=g-import-not-at-top
   scalars = plots.read_scalars(os.path.join(runs_[0], run, 'logs', 'train'))
   return {tag[len('loss/'):]: values[list(steps).index(step)]
           for tag, (steps, values) in scalars.items() if tag.startswith('loss/')}

@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.domain_classifier: the CNN, its training, and the run's cached copy."""
+"""Tests for cyclegan_tf.evaluation.domain_classifier: the CNN, its training, and the run's cached copy."""
 
 import os
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from cyclegan_tf import domain_classifier
-from cyclegan_tf import input_pipeline
+from cyclegan_tf.evaluation import domain_classifier
+from cyclegan_tf.data import input_pipeline
 from cyclegan_tf import run_dir
 
 

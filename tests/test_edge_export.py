@@ -24,16 +24,16 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import export  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import inference  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import custom_layers
-from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.data import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import inference  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import translate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.data import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import translate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE = 64
 MAX_ABS_ERROR = {'float32': 1e-4, 'float16': 1e-2}
@@ -242,7 +242,7 @@ def test_runtimes_need_no_tensorflow(edge):
           '    if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):\n'
           '      raise ImportError(name)\n'
           'sys.meta_path.insert(0, Block())\n'
-          'from cyclegan_tf import runtimes\n'
+          'from cyclegan_tf.deploy import runtimes\n'
           'for path in sys.argv[1:]:\n'
           '  print(runtimes.load(path).translate(np.zeros((1, 30, 40, 3), np.float32)).shape)\n')
   done = subprocess.run([sys.executable, '-c', code, edge.folders['onnx'], edge.folders['litert']],

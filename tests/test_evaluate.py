@@ -18,11 +18,11 @@ from PIL import Image
 import pytest
 
 from conftest import tiny_config
-from cyclegan_tf import evaluate
-from cyclegan_tf import inception
-from cyclegan_tf import input_pipeline
-from cyclegan_tf import networks
-from cyclegan_tf import plots
+from cyclegan_tf.evaluation import evaluate
+from cyclegan_tf.evaluation import inception
+from cyclegan_tf.data import input_pipeline
+from cyclegan_tf.models import networks
+from cyclegan_tf.evaluation import plots
 from cyclegan_tf import run_dir
 
 REQUIRED_KEYS = (

@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cyclegan_tf import export
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import networks
+from cyclegan_tf.deploy import export
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import networks
 
 # The SavedModel's graph and an eager Keras call sum the last conv's 49 shifted GEMM slices
 # (custom_layers.few_output_conv2d) in their own order: outputs in [-1, 1] differ by a few float32
@@ -307,7 +307,7 @@ def test_export_run_pairs_every_format_and_publishes_all_or_nothing(exported_run
   """One version for both generators in every format (the largest next one of all their
   folders), and a failure in any of them publishes none. The edge conversion is a stand-in
   that writes through edge_export's staging (test_edge_export.py runs the real one)."""
-  from cyclegan_tf import edge_export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
   export_dir = tmp_path / 'export'
   for version in ('1', '2'):  # an earlier ONNX-only export of b2a went further

@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.image_files: which files are images, listings that name what they leave
+"""Tests for cyclegan_tf.data.image_files: which files are images, listings that name what they leave
 out, inputs from a path or glob, output names, and saying what a file holds."""
 
 import os
@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cyclegan_tf import image_files
+from cyclegan_tf.data import image_files
 
 
 def _save(array_uint8, path, fmt=None):

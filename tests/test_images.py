@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.images: every file people have decodes upright, like PIL shows it.
+"""Tests for cyclegan_tf.data.images: every file people have decodes upright, like PIL shows it.
 
 Inputs are made here: phone photos with EXIF orientations 1-8 (all showing the same upright
 picture), TIFF (8 and 16 bit), PPM / PGM, WebP, camera MPO JPEGs.
@@ -12,7 +12,7 @@ from PIL import ImageOps
 import pytest
 import tensorflow as tf
 
-from cyclegan_tf import images
+from cyclegan_tf.data import images
 
 W, H = 24, 32  # displayed width and height
 
@@ -220,7 +220,7 @@ def test_float_tiff_with_nan_or_out_of_range_pixels_is_refused_naming_why():
 
 
 def test_scan_skips_a_nan_float_tiff_naming_the_file_and_why(tmp_path, caplog):
-  from cyclegan_tf import data_sources  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.data import data_sources  # pylint: disable=g-import-not-at-top
   folder = tmp_path / 'trainA'
   folder.mkdir()
   good = str(folder / 'a.png')

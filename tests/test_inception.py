@@ -1,11 +1,11 @@
-"""Tests for cyclegan_tf.inception: Inception-v3 features from a local weights file only."""
+"""Tests for cyclegan_tf.evaluation.inception: Inception-v3 features from a local weights file only."""
 
 import logging
 import os
 
 import numpy as np
 
-from cyclegan_tf import inception
+from cyclegan_tf.evaluation import inception
 
 
 def test_find_weights_prefers_the_given_path_then_the_keras_cache(tmp_path, monkeypatch, caplog):

@@ -1,12 +1,12 @@
-"""Tests for cyclegan_tf.inference: any size through padding, float32 copies, batched
+"""Tests for cyclegan_tf.models.inference: any size through padding, float32 copies, batched
 prediction, shared instance-norm statistics."""
 
 import numpy as np
 import tensorflow as tf
 
-from cyclegan_tf import inference
-from cyclegan_tf import custom_layers
-from cyclegan_tf import networks
+from cyclegan_tf.models import inference
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.models import networks
 
 
 def _images(shape, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.init_from: training starts from converted reference weights only when
+"""Tests for cyclegan_tf.training.init_from: training starts from converted reference weights only when
 their architecture matches, all or nothing."""
 
 import numpy as np
@@ -11,10 +11,10 @@ torch = pytest.importorskip(
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import init_from  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.training import init_from  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _save(net, path):

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import tiny_config
 from cyclegan_tf import configuration
-from cyclegan_tf import data_sources
-from cyclegan_tf import input_pipeline as ip
-from cyclegan_tf import preprocessing
+from cyclegan_tf.data import data_sources
+from cyclegan_tf.data import input_pipeline as ip
+from cyclegan_tf.data import preprocessing
 
 
 def _save(path, array, fmt=None, **kwargs):

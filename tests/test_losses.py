@@ -1,4 +1,4 @@
-"""cyclegan_tf.losses against hand-computed numbers and numpy (per-example values, shape [B])."""
+"""cyclegan_tf.models.losses against hand-computed numbers and numpy (per-example values, shape [B])."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cyclegan_tf import losses
+from cyclegan_tf.models import losses
 
 # Two examples of a 2x2 one-channel patch map: [B, H, W, 1].
 PRED = np.array([[[0.5, -1.0], [2.0, 0.0]],

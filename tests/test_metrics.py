@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.metrics: SWD, paired metrics, FID / KID maths (small sizes)."""
+"""Tests for cyclegan_tf.evaluation.metrics: SWD, paired metrics, FID / KID maths (small sizes)."""
 
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.ndimage
 import scipy.stats
 
-from cyclegan_tf import metrics as M
+from cyclegan_tf.evaluation import metrics as M
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""cyclegan_tf.networks against the reference's architecture (shared/reference/FACTS.md).
+"""cyclegan_tf.models.networks against the reference's architecture (shared/reference/FACTS.md).
 
 Numerics are checked against small float64 numpy versions of PyTorch's ops, written here from
 PyTorch's definitions (reflection pad, conv2d, conv_transpose2d as a scatter-add, instance norm),
@@ -14,8 +14,8 @@ from keras import layers
 import numpy as np
 import pytest
 
-from cyclegan_tf import custom_layers
-from cyclegan_tf import networks
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.models import networks
 
 ATOL = RTOL = 1e-5
 

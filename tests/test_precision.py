@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, tiny_config
-from cyclegan_tf import custom_layers
+from cyclegan_tf.models import custom_layers
 from cyclegan_tf import hardware
-from cyclegan_tf import networks
-from cyclegan_tf import precision
+from cyclegan_tf.models import networks
+from cyclegan_tf.models import precision
 
 DEFAULT = tf.distribute.get_strategy()
 
@@ -92,7 +92,9 @@ def test_gemm_and_plain_last_convs_share_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_with_auto_precision_and_xla_resumes_evaluates_and_exports(tmp_path):
-  from cyclegan_tf import evaluate, export, train  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
   config = tiny_config(**{'train.precision': 'auto', 'train.jit_compile': True,
                           'train.max_steps': 2, 'eval.classifier_epochs': 1})
   workdir = str(tmp_path / 'run')

@@ -21,10 +21,10 @@ torch = pytest.importorskip('torch', reason='PyTorch is not installed: --mode=pr
 
 from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import export  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import pretrained  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import pretrained  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.data import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 sys.path.insert(0, REPO_ROOT)
 from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -143,7 +143,7 @@ def test_zip_format_and_edge_formats(server, tmp_path, default_config):
   result = pretrained.fetch('style_monet', str(tmp_path / 'models'), config)
   assert result['edge'] == {'onnx': str(tmp_path / 'models' / 'style_monet' / 'onnx' /
                                         'cyclegan_a2b' / '1')}
-  from cyclegan_tf import runtimes  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top
   meta = runtimes.read_metadata(result['edge']['onnx'])
   assert meta['files'][0]['check']['max_abs_error'] < 1e-4
 

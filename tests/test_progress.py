@@ -5,7 +5,7 @@ import types
 import pytest
 
 from cyclegan_tf import progress
-from cyclegan_tf import train
+from cyclegan_tf.training import train
 
 
 def test_format_duration_prints_days():

@@ -70,7 +70,8 @@ def test_a_second_writer_is_refused_naming_the_process_and_host(tmp_path):
 
 
 def test_evaluate_and_export_into_a_run_being_trained_are_refused(tmp_path, default_config):
-  from cyclegan_tf import evaluate, export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'run')
   holder = _start_holder(workdir)
   try:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from configs import default
-from cyclegan_tf import schedules
+from cyclegan_tf.training import schedules
 
 
 def _train_config(**overrides):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cyclegan_tf.synthetic import (LABEL, LABELS, make_split, render_scene,
+from cyclegan_tf.data.synthetic import (LABEL, LABELS, make_split, render_scene,
                                    scene_labels, split_seeds)
 
 N_SCENES = 20  # scenes per statistical check: enough to be robust, still fast

@@ -1,4 +1,4 @@
-"""Tests for cyclegan_tf.torch_layout: our networks want exactly the reference's state-dict keys
+"""Tests for cyclegan_tf.models.torch_layout: our networks want exactly the reference's state-dict keys
 and shapes (ngf 64, on PyTorch's meta device: shapes only), and read architectures back."""
 
 import pytest
@@ -8,8 +8,8 @@ torch = pytest.importorskip(
     'torch==2.13.0, or pip install -e ".[convert]").')
 
 from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.mark.parametrize('netG,norm', [('resnet_9blocks', 'instance'), ('unet_256', 'batch')])

@@ -20,10 +20,10 @@ import tensorflow as tf
 
 from conftest import EQUIVALENCE_BOUND, REPO_ROOT, output_gaps, tiny_config
 from cyclegan_tf import configuration
-from cyclegan_tf import losses
-from cyclegan_tf import networks
+from cyclegan_tf.models import losses
+from cyclegan_tf.models import networks
 from cyclegan_tf import run_dir
-from cyclegan_tf import train
+from cyclegan_tf.training import train
 
 
 def _scalars(logdir, tag):
@@ -277,7 +277,8 @@ def test_kill_9_then_resume_then_sigterm_saves_and_exits_cleanly(tmp_path):
 @pytest.mark.slow
 def test_gray_to_colour_run_trains_summarises_evaluates_and_exports(tmp_path):
   """input_nc 1 -> output_nc 3 (the reference's colourisation setup, lambda_identity 0)."""
-  from cyclegan_tf import evaluate, export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
   config = tiny_config(**{'model.input_nc': 1, 'loss.lambda_identity': 0.0,
                           'train.max_steps': 4, 'train.image_every_steps': 2,
                           'train.eval_every_steps': 4, 'eval.classifier_epochs': 1})
@@ -320,7 +321,7 @@ def test_a_pool_over_images_of_different_sizes_trains_and_resumes(tmp_path, prep
   keeps any size): the pools store each image at its own size, are checkpointed with their
   sizes and are restored on resume."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.data import input_pipeline  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   # scale_width (load_size 36, crop_size 32): width 36, height max(36 h / w, 32) rounded to 4:
   # A 32x36, 40x36, 60x36 and B 32x36, 48x36. none: the sizes themselves (multiples of 4; the

@@ -6,16 +6,21 @@ reference's optimize_parameters() does: one step from the same weights gives the
 and the same updated weights.
 """
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import conftest
+from conftest import REPO_ROOT
 from configs import default
-from cyclegan_tf import losses
-from cyclegan_tf import networks
-from cyclegan_tf import trainer as trainer_lib
+from cyclegan_tf.models import losses
+from cyclegan_tf.models import networks
+from cyclegan_tf.training import trainer as trainer_lib
 
 
 def _tiny_config(gan_mode='lsgan', norm='instance'):
@@ -161,10 +166,8 @@ def _peak_tensor_bytes(fn):
   return tf.config.experimental.get_memory_info('CPU:0')['peak'] - before
 
 
-def test_generator_gradients_hold_one_group_of_activations_at_a_time():
-  """The grouped backward's point: less memory than one backward of the whole loss (0.65x
-  measured here; a whole float32 train step at 256 px with ngf 64 peaked at 1.21 GB against
-  1.93 GB before the grouping)."""
+def _generator_gradient_peaks():
+  """(peak bytes of the grouped generator gradient, of one backward of the whole loss)."""
   config = _tiny_config()
   config.model.ngf = 32  # tensors above the allocator's small-block size, which it counts
   config.train.batch_size = 1
@@ -181,9 +184,29 @@ def test_generator_gradients_hold_one_group_of_activations_at_a_time():
       loss = sum(terms.values())
     return tape.gradient(loss, trainer.g_vars)
 
-  grouped = tf.function(trainer._generator_grads_fn)
+  grouped = tf.function(trainer._generator_grads_fn)  # pylint: disable=protected-access
   whole = _peak_tensor_bytes(lambda: [g.numpy() for g in whole_loss_gradients()])
+  ours = _peak_tensor_bytes(lambda: [g.numpy() for g in grouped(real_a, real_b)[0]])
+  return ours, whole
+
+
+def test_generator_gradients_hold_one_group_of_activations_at_a_time():
+  """The grouped backward's point: less memory than one backward of the whole loss (a whole
+  float32 train step at 256 px with ngf 64 peaked at 1.21 GB against 1.93 GB before the
+  grouping). Measured in a process that runs one op at a time, without Grappler: otherwise
+  independent ops run side by side in an order that follows the machine's load, and Grappler's
+  passes, which have time limits, rewrite the whole-loss graph differently from run to run
+  under load (its peak measured 92 to 132 MB). Measured this way: 0.80-0.83x, and 1.02x with
+  the ordering between the groups removed."""
+  code = ('import sys; import tensorflow as tf; '
+          'tf.config.threading.set_inter_op_parallelism_threads(1); '
+          'tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True}); '
+          f'sys.path[:0] = [{os.path.dirname(os.path.abspath(__file__))!r}, {REPO_ROOT!r}]; '
+          'import test_train_step; print(*test_train_step._generator_gradient_peaks())')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        timeout=600, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert done.returncode == 0, done.stderr[-3000:]
+  ours, whole = (int(v) for v in done.stdout.split()[-2:])
   if not whole:
     pytest.skip("this TensorFlow's CPU allocator keeps no statistics (oneDNN off)")
-  ours = _peak_tensor_bytes(lambda: [g.numpy() for g in grouped(real_a, real_b)[0]])
-  assert ours < 0.8 * whole, (ours, whole)
+  assert ours < 0.9 * whole, (ours, whole)

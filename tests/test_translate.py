@@ -9,11 +9,11 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan_tf import configuration
-from cyclegan_tf import export
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import networks
+from cyclegan_tf.deploy import export
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import networks
 from cyclegan_tf import run_dir
-from cyclegan_tf import translate
+from cyclegan_tf.deploy import translate
 
 
 def _scene(height, width, seed=0):

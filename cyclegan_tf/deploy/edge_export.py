@@ -40,10 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import inference
-from cyclegan_tf import custom_layers
-from cyclegan_tf import runtimes
-from cyclegan_tf import synthetic
+from cyclegan_tf.models import inference
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.deploy import runtimes
+from cyclegan_tf.data import synthetic
 
 FORMATS = ('saved_model', 'litert', 'onnx')
 EDGE_FORMATS = ('litert', 'onnx')

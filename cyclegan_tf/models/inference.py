@@ -22,8 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cyclegan_tf import custom_layers
-from cyclegan_tf import networks
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.models import networks
 
 PREDICT_BATCH = 8
 

@@ -27,11 +27,11 @@ import urllib.error
 import urllib.request
 
 from cyclegan_tf import configuration
-from cyclegan_tf import convert
-from cyclegan_tf import edge_export
-from cyclegan_tf import image_files
+from cyclegan_tf.deploy import convert
+from cyclegan_tf.deploy import edge_export
+from cyclegan_tf.data import image_files
 from cyclegan_tf import progress as progress_lib
-from cyclegan_tf import torch_layout
+from cyclegan_tf.models import torch_layout
 
 # name -> (what it translates from, to), for --list. The names are convert.PUBLISHED_MODELS.
 DIRECTIONS = {

@@ -44,9 +44,9 @@ import tensorflow as tf
 from cyclegan_tf import configuration
 from cyclegan_tf import distribute
 from cyclegan_tf import hardware
-from cyclegan_tf import input_pipeline
-from cyclegan_tf import precision as precision_lib
-from cyclegan_tf import trainer as trainer_lib
+from cyclegan_tf.data import input_pipeline
+from cyclegan_tf.models import precision as precision_lib
+from cyclegan_tf.training import trainer as trainer_lib
 
 KEYS = ('train_images_per_sec', 'generator_images_per_sec', 'step_ms', 'peak_rss_mb', 'device',
         'precision', 'strategy', 'batch_size', 'crop_size')

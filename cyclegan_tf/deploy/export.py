@@ -38,9 +38,9 @@ import threading
 
 import tensorflow as tf
 
-from cyclegan_tf import edge_export
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import inference
+from cyclegan_tf.deploy import edge_export
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import inference
 from cyclegan_tf import run_dir
 
 SERVING_SIGNATURE = 'serving_default'

@@ -11,7 +11,7 @@ import os
 
 from absl import logging
 
-from cyclegan_tf import torch_layout
+from cyclegan_tf.models import torch_layout
 
 ConversionError = torch_layout.ConversionError
 ROLES = torch_layout.ROLES

@@ -27,16 +27,16 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf import distribute
-from cyclegan_tf import evaluate
-from cyclegan_tf import images
-from cyclegan_tf import init_from
-from cyclegan_tf import input_pipeline
-from cyclegan_tf import plots
-from cyclegan_tf import precision as precision_lib
+from cyclegan_tf.evaluation import evaluate
+from cyclegan_tf.data import images
+from cyclegan_tf.training import init_from
+from cyclegan_tf.data import input_pipeline
+from cyclegan_tf.evaluation import plots
+from cyclegan_tf.models import precision as precision_lib
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
-from cyclegan_tf import schedules
-from cyclegan_tf import trainer as trainer_lib
+from cyclegan_tf.training import schedules
+from cyclegan_tf.training import trainer as trainer_lib
 
 LOSS_NAMES = trainer_lib.LOSS_NAMES
 NonFiniteLossError = trainer_lib.NonFiniteLossError
@@ -226,23 +226,32 @@ def _restore_or_initialise(trainer, workdir, strategy, config):
   return latest
 
 
-def _make_deterministic():
+def _make_deterministic(strategy_name):
   """Bit-identical runs (config.train.deterministic): TF's deterministic ops, and one thread
-  inside each op, because a CPU kernel's summation order can follow how its thread pool splits
-  the work (a resumed run's pools differed by 3e-7 from an uninterrupted one's under CPU load
-  with op determinism alone). Ops still run side by side (the inter-op pool is untouched:
-  collectives need it). The pool can be sized only before TensorFlow starts its runtime; in a
-  process where it has started already (a notebook, a test) this is said."""
+  inside each op and one between ops, because a CPU kernel's summation order can follow how
+  its thread pool splits the work, and concurrent ops share the pools (a resumed run's pools
+  differed by 1e-7 from an uninterrupted one's under CPU load with op determinism alone, and
+  with one thread inside each op alone). Strategies with collectives (mirrored, multi_worker,
+  tpu) keep ops side by side: their collectives need it. The pools can be sized only before
+  TensorFlow starts its runtime; in a process where it has started (a notebook, a test) this
+  is said."""
   tf.config.experimental.enable_op_determinism()
   threading = tf.config.threading
-  try:
-    threading.set_intra_op_parallelism_threads(1)
-  except RuntimeError:
-    if threading.get_intra_op_parallelism_threads() != 1:
-      logging.warning(
-          'config.train.deterministic: TensorFlow had started in this process before training, '
-          'so its thread pools cannot be limited to one thread; results may differ in the last '
-          'bits under load. Train through main.py (a fresh process) for bit-identical runs.')
+  wanted = {threading.set_intra_op_parallelism_threads: threading.get_intra_op_parallelism_threads}
+  if strategy_name == 'default':
+    wanted[threading.set_inter_op_parallelism_threads] = (
+        threading.get_inter_op_parallelism_threads)
+  for set_threads, get_threads in wanted.items():
+    try:
+      set_threads(1)
+    except RuntimeError:
+      if get_threads() != 1:
+        logging.warning(
+            'config.train.deterministic: TensorFlow had started in this process before '
+            'training, so its thread pools cannot be limited to one thread; results may differ '
+            'in the last bits under load. Train through main.py (a fresh process) for '
+            'bit-identical runs.')
+        return
 
 
 def _reconcile_schedule(trainer, pipeline, resumed):
@@ -295,7 +304,7 @@ def train_and_evaluate(config, workdir):
   run_dir.check_workdir(workdir)
   c = config.train
   if c.deterministic:
-    _make_deterministic()
+    _make_deterministic(c.strategy)
   keras.utils.set_random_seed(c.seed)
   strategy = distribute.make_strategy(c)
   distribute.log_replicas(strategy)

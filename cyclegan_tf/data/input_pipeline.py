@@ -34,10 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import data_sources
-from cyclegan_tf import images
-from cyclegan_tf import networks
-from cyclegan_tf import preprocessing
+from cyclegan_tf.data import data_sources
+from cyclegan_tf.data import images
+from cyclegan_tf.models import networks
+from cyclegan_tf.data import preprocessing
 
 DataError = configuration.DataError
 DOMAINS = data_sources.DOMAINS

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import metrics
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.evaluation import metrics
 from cyclegan_tf import run_dir
 
 MAX_SIZE = 128  # px: larger test images are downscaled for the classifier

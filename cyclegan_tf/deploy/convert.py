@@ -33,10 +33,10 @@ import zipfile
 from absl import logging
 import numpy as np
 
-from cyclegan_tf import export as export_lib
-from cyclegan_tf import image_files
-from cyclegan_tf import networks
-from cyclegan_tf import torch_layout
+from cyclegan_tf.deploy import export as export_lib
+from cyclegan_tf.data import image_files
+from cyclegan_tf.models import networks
+from cyclegan_tf.models import torch_layout
 
 ConversionError = torch_layout.ConversionError
 ROLES = torch_layout.ROLES

@@ -21,10 +21,10 @@ import keras
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import image_pool
-from cyclegan_tf import losses
-from cyclegan_tf import networks
-from cyclegan_tf import schedules
+from cyclegan_tf.training import image_pool
+from cyclegan_tf.models import losses
+from cyclegan_tf.models import networks
+from cyclegan_tf.training import schedules
 
 # Loss terms in the reference's order of reporting; wgangp adds gp_A, gp_B.
 LOSS_NAMES = ('D_A', 'G_A', 'cycle_A', 'idt_A', 'D_B', 'G_B', 'cycle_B', 'idt_B')

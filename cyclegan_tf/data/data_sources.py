@@ -41,10 +41,10 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import image_files
-from cyclegan_tf import images
-from cyclegan_tf import preprocessing
-from cyclegan_tf import synthetic
+from cyclegan_tf.data import image_files
+from cyclegan_tf.data import images
+from cyclegan_tf.data import preprocessing
+from cyclegan_tf.data import synthetic
 
 DataError = configuration.DataError
 DOMAINS = ('A', 'B')

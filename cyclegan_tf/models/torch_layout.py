@@ -20,8 +20,8 @@ import re
 import keras
 import numpy as np
 
-from cyclegan_tf import custom_layers
-from cyclegan_tf import networks
+from cyclegan_tf.models import custom_layers
+from cyclegan_tf.models import networks
 
 ROLES = ('G_A', 'G_B', 'D_A', 'D_B')
 # The fields of an architecture dict that describe a network (the rest is provenance).

@@ -13,7 +13,7 @@ import functools
 import keras
 from keras import layers
 
-from cyclegan_tf import custom_layers
+from cyclegan_tf.models import custom_layers
 
 GENERATORS = ('resnet_9blocks', 'resnet_6blocks', 'unet_128', 'unet_256')
 DISCRIMINATORS = ('basic', 'n_layers', 'pixel')

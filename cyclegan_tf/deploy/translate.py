@@ -55,13 +55,13 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf import export
-from cyclegan_tf import image_files
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import inference
+from cyclegan_tf.deploy import export
+from cyclegan_tf.data import image_files
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
-from cyclegan_tf import runtimes
+from cyclegan_tf.deploy import runtimes
 
 DIRECTIONS = ('AtoB', 'BtoA')
 PROGRESS_SECONDS = 10  # at most one progress line this often

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from absl import logging
 import numpy as np
 
-from cyclegan_tf import metrics
+from cyclegan_tf.evaluation import metrics
 
 INCEPTION_NOTOP_WEIGHTS_FILE = 'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5'
 INCEPTION_NOTOP_WEIGHTS_URL = (

@@ -24,7 +24,7 @@ from the caller (the input pipeline's epoch plan), so they are a pure function o
 
 import tensorflow as tf
 
-from cyclegan_tf import images
+from cyclegan_tf.data import images
 
 CROP_MODES = ('resize_and_crop', 'crop', 'scale_width_and_crop')
 # Random integers per item and domain in the epoch plan: crop row, crop column, flip.

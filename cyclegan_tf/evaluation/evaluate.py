@@ -68,15 +68,15 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import distribute
-from cyclegan_tf import domain_classifier
-from cyclegan_tf import images as images_lib
-from cyclegan_tf import inception
-from cyclegan_tf import inference
-from cyclegan_tf import input_pipeline
-from cyclegan_tf import metrics as metrics_lib
-from cyclegan_tf import plots
+from cyclegan_tf.evaluation import domain_classifier
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.evaluation import inception
+from cyclegan_tf.models import inference
+from cyclegan_tf.data import input_pipeline
+from cyclegan_tf.evaluation import metrics as metrics_lib
+from cyclegan_tf.evaluation import plots
 from cyclegan_tf import progress as progress_lib
-from cyclegan_tf import reports
+from cyclegan_tf.evaluation import reports
 from cyclegan_tf import run_dir
 
 # metrics.json keys in display order (those present are written in this order).

@@ -31,7 +31,7 @@ from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-positi
 from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from cyclegan_tf import images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.data import images  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Generator / discriminator loss terms of the train loop (tags loss/<name>).
