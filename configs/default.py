@@ -77,6 +77,9 @@ def get_config():
 
   config.eval = evaluation = ml_collections.ConfigDict()
   evaluation.num_images = 0  # test images per domain, 0 = the whole test split
+  # Evaluators (cyclegan_tf/evaluation/evaluators/), comma-separated:
+  # swd | cycle | classifier | paired | fid_kid (fid_kid: with InceptionV3 weights only)
+  evaluation.metrics = 'swd,cycle,classifier,paired,fid_kid'
   evaluation.inception_weights = ''  # path to InceptionV3 no-top weights for FID / KID
   evaluation.classifier_epochs = 5
   evaluation.classifier_train_images = 500  # training images per domain for the classifier

@@ -176,7 +176,7 @@ def test_readme_package_map_names_every_module_in_its_layer():
   documented = {}
   for layer, units, modules in rows:
     for unit in re.findall(r'`(\w+)/?`', units):
-      documented[unit] = (int(layer), sorted(re.findall(r'`(\w+)`', modules)))
+      documented[unit] = (int(layer), sorted(re.findall(r'`([\w.]+)`', modules)))
   actual = {}
   for module in _graph('cyclegan_tf'):
     unit = _unit(module)

@@ -18,7 +18,10 @@ from PIL import Image
 import pytest
 
 from conftest import tiny_config
+from cyclegan_tf import configuration
 from cyclegan_tf.evaluation import evaluate
+from cyclegan_tf.evaluation import evaluators
+from cyclegan_tf.evaluation.evaluators import fid_kid
 from cyclegan_tf.evaluation import inception
 from cyclegan_tf.data import input_pipeline
 from cyclegan_tf.models import networks
@@ -227,7 +230,10 @@ def test_fid_kid_keys_with_an_extractor():
   tr = evaluate.Translations(fake_b=images(0.25), rec_a=images(-0.3), fake_a=images(-0.25),
                              rec_b=images(0.3))
   extractor = lambda x: np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
-  metrics = evaluate.compute_metrics(data, tr, extractor=extractor)
+  context = evaluate.Context(tiny_config(), None, '', data)
+  metrics = evaluate.compute_metrics(data, tr, [
+      evaluators.EVALUATORS['swd'](context), fid_kid.Evaluator(context, extractor=extractor),
+      evaluators.EVALUATORS['paired'](context)])
   for key in ('fid_a2b', 'fid_baseline_a2b', 'kid_a2b', 'kid_a2b_std', 'fid_b2a',
               'fid_baseline_b2a', 'kid_b2a', 'kid_b2a_std'):
     assert np.isfinite(metrics[key]), key
@@ -260,3 +266,20 @@ def test_evaluator_takes_mixed_precision_generators(evaluated):
   assert metrics['step'] == 30 and set(metrics) == set(evaluated['metrics'])
   # bfloat16 activations: close to, not equal to, the float32 evaluation of the same weights.
   assert metrics['cycle_l1_a'] == pytest.approx(evaluated['metrics']['cycle_l1_a'], rel=0.05)
+
+
+def test_evaluators_are_chosen_by_config_and_unknown_ones_refused(evaluated, tmp_path):
+  """config.eval.metrics picks the plug-ins; the keys are theirs, in their order."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(evaluated['workdir'], workdir)  # the shared evaluation stays as it is
+  config = tiny_config(**{'eval.metrics': 'cycle, swd'})
+  metrics = evaluate.evaluate(config, workdir)
+  assert list(metrics) == ['step', 'swd_a2b', 'swd_baseline_a2b', 'swd_b2a', 'swd_baseline_b2a',
+                           'cycle_l1_a', 'cycle_l1_b', 'num_images_a', 'num_images_b',
+                           'num_paired']
+  assert metrics['swd_a2b'] == pytest.approx(evaluated['metrics']['swd_a2b'])
+  bad = tiny_config(**{'eval.metrics': 'swd,fid'})
+  with pytest.raises(configuration.ConfigError,
+                     match=r"eval.metrics='swd,fid': fid is not an evaluator; allowed: swd, "
+                           r'cycle, classifier, paired, fid_kid'):
+    evaluate.Evaluator(bad, None, workdir)

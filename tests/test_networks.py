@@ -5,9 +5,7 @@ PyTorch's definitions (reflection pad, conv2d, conv_transpose2d as a scatter-add
 with weights in PyTorch's layouts converted as the weight converter does (transpose(2, 3, 1, 0)).
 """
 
-import json
 import math
-import os
 
 import keras
 from keras import layers
@@ -394,25 +392,6 @@ def test_padded_conv_gradients_are_tfs(padding, kernel, stride, mode, dtype):
     assert got.dtype == want.dtype == dtype and got.shape == want.shape
     np.testing.assert_array_equal(tf.cast(got, tf.float32).numpy(),
                                   tf.cast(want, tf.float32).numpy())
-
-
-def test_checkpoint_keys_of_earlier_versions_unchanged(tmp_path):
-  """A run checkpointed by an earlier version resumes: tf.train.Checkpoint keys a Keras model's
-  layers by position, so every weight keeps its key and shape (tests/checkpoint_keys.json:
-  the keys the first version's networks wrote)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(os.path.dirname(__file__), 'checkpoint_keys.json')) as f:
-    expected = json.load(f)
-  assert len(expected) == 5
-  for name, keys in expected.items():
-    net, norm = name.split('/')
-    if net.startswith('D:'):  # written under the same 'G' key
-      model = networks.define_D(3, 8, net[2:], norm=norm, seed=0)
-    else:
-      model = networks.define_G(3, 3, 8, net, norm=norm, seed=0)
-    path = tf.train.Checkpoint(G=model).write(os.fspath(tmp_path / net.replace(':', '_')))
-    got = {k: s for k, s in tf.train.list_variables(path) if k.startswith('G/')}
-    assert got == keys, name
 
 
 @pytest.mark.parametrize('kernel,stride,padding,size', [

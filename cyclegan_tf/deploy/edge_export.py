@@ -124,10 +124,7 @@ class SpatialInstanceNorm(keras.layers.Layer):
 
 
 def _is_plain_instance_norm(layer):
-  if isinstance(layer, custom_layers.InstanceNormalization):
-    return True
-  return (isinstance(layer, keras.layers.GroupNormalization) and not layer.center and
-          not layer.scale and layer.groups in (-1, layer.input.shape[-1]))
+  return isinstance(layer, custom_layers.InstanceNormalization)
 
 
 def edge_copy(generator):

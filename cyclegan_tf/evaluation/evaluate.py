@@ -24,8 +24,10 @@ What one evaluation at step S writes (on the chief only):
   W/eval/domain_classifier.keras the domain classifier (+ .json), trained once and reused
   W/logs/eval/                   TensorBoard scalars "<family>/<key>", e.g. swd/swd_a2b
 
-Metrics (A and B are the model's domains after config.data.direction; x = the test images,
-up to config.eval.num_images per domain, 0 = all):
+Metrics come from the evaluators config.eval.metrics names (evaluators/: swd, cycle,
+classifier, paired, fid_kid; plug-ins, each yielding (name, value)), in that order; A and B are
+the model's domains after config.data.direction, on up to config.eval.num_images test images
+per domain (0 = all):
 
   swd_a2b / swd_baseline_a2b   sliced Wasserstein distance (x1e3, metrics.py) of G_A(A) to
                                real B / of untranslated A to real B; lower = closer to B.
@@ -68,28 +70,14 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import distribute
-from cyclegan_tf.evaluation import domain_classifier
 from cyclegan_tf.data import images as images_lib
-from cyclegan_tf.evaluation import inception
 from cyclegan_tf.models import inference
 from cyclegan_tf.data import input_pipeline
-from cyclegan_tf.evaluation import metrics as metrics_lib
+from cyclegan_tf.evaluation import evaluators as evaluators_lib
 from cyclegan_tf.evaluation import plots
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf.evaluation import reports
 from cyclegan_tf import run_dir
-
-# metrics.json keys in display order (those present are written in this order).
-KEY_ORDER = (
-    'step', 'swd_a2b', 'swd_baseline_a2b', 'swd_b2a', 'swd_baseline_b2a', 'cycle_l1_a',
-    'cycle_l1_b', 'classifier_a2b', 'classifier_baseline_a2b', 'classifier_b2a',
-    'classifier_baseline_b2a', 'classifier_accuracy', 'classifier_accuracy_a',
-    'classifier_accuracy_b', 'psnr_a2b', 'psnr_baseline_a2b', 'ssim_a2b', 'ssim_baseline_a2b',
-    'l1_a2b', 'l1_baseline_a2b', 'psnr_b2a', 'psnr_baseline_b2a', 'ssim_b2a',
-    'ssim_baseline_b2a', 'l1_b2a', 'l1_baseline_b2a', 'fid_a2b', 'fid_baseline_a2b', 'kid_a2b',
-    'kid_a2b_std', 'fid_b2a', 'fid_baseline_b2a', 'kid_b2a', 'kid_b2a_std', 'num_images_a',
-    'num_images_b', 'num_paired')
-
 
 # ---------------------------------------------------------------------------------------------
 # Test data.
@@ -178,73 +166,26 @@ def translate_test_data(data, G_A, G_B):
   return out
 
 
-def _swd(images, target, seed):
-  target = images_lib.rgb_array(target)
-  images = images_lib.resize_array(images_lib.rgb_array(images), target.shape[1:3])
-  return metrics_lib.sliced_wasserstein_distance(images, target, seed=seed)['mean']
+@dataclasses.dataclass
+class Context:
+  """What evaluators are built on: the config, the input pipeline, the run directory and the
+  test data (some train or load models: the domain classifier, Inception)."""
+  config: object
+  pipeline: object
+  workdir: str
+  data: TestData
 
 
-def compute_metrics(data, tr, classifier=None, extractor=None, seed=0):
-  """Every metric of one evaluation (without "step"); see the module docstring."""
+def compute_metrics(data, tr, evaluators):
+  """Every metric of one evaluation (without "step"): each evaluator's (name, value) pairs in
+  the evaluators' order, then the image counts."""
   m = {}
-  m['swd_a2b'] = _swd(tr.fake_b, data.b, seed)
-  m['swd_baseline_a2b'] = _swd(data.a, data.b, seed)
-  m['swd_b2a'] = _swd(tr.fake_a, data.a, seed)
-  m['swd_baseline_b2a'] = _swd(data.b, data.a, seed)
-  m['cycle_l1_a'] = metrics_lib.cycle_l1(data.a, tr.rec_a)
-  m['cycle_l1_b'] = metrics_lib.cycle_l1(data.b, tr.rec_b)
-
-  if classifier is not None:
-    size = int(classifier.input_shape[1])
-    share = lambda images, domain: domain_classifier.classifier_share(
-        classifier, domain_classifier.as_input(images, size), domain)
-    m['classifier_a2b'] = share(tr.fake_b, 'B')
-    m['classifier_baseline_a2b'] = share(data.a, 'B')
-    m['classifier_b2a'] = share(tr.fake_a, 'A')
-    m['classifier_baseline_b2a'] = share(data.b, 'A')
-    acc_a = 1.0 - m['classifier_baseline_a2b']
-    acc_b = 1.0 - m['classifier_baseline_b2a']
-    m['classifier_accuracy'] = (acc_a * len(data.a) + acc_b * len(data.b)) / (
-        len(data.a) + len(data.b))
-    m['classifier_accuracy_a'] = acc_a
-    m['classifier_accuracy_b'] = acc_b
-
-  if data.paired is not None and tr.paired_fake_b is not None:
-    p = data.paired
-    for direction, inputs, fake, truth in (('a2b', p.a, tr.paired_fake_b, p.b_true),
-                                           ('b2a', p.b_true, tr.paired_fake_a, p.a)):
-      if fake is None or inputs.shape[1:] != truth.shape[1:] or fake.shape != truth.shape:
-        continue  # e.g. input_nc != output_nc: no pixel-wise baseline
-      truth3, fake3, in3 = images_lib.rgb_array(truth), images_lib.rgb_array(fake), images_lib.rgb_array(inputs)
-      m[f'psnr_{direction}'] = metrics_lib.psnr(fake3, truth3)
-      m[f'psnr_baseline_{direction}'] = metrics_lib.psnr(in3, truth3)
-      m[f'ssim_{direction}'] = metrics_lib.ssim(fake3, truth3)
-      m[f'ssim_baseline_{direction}'] = metrics_lib.ssim(in3, truth3)
-      m[f'l1_{direction}'] = metrics_lib.l1(fake3, truth3)
-      m[f'l1_baseline_{direction}'] = metrics_lib.l1(in3, truth3)
-
-  if extractor is not None:
-    if min(len(data.a), len(data.b)) < 2:
-      logging.warning('FID/KID skipped: they need at least 2 test images per domain.')
-    else:
-      for direction, fake, source, target in (('a2b', tr.fake_b, data.a, data.b),
-                                              ('b2a', tr.fake_a, data.b, data.a)):
-        res = metrics_lib.fid_kid(images_lib.rgb_array(target), images_lib.rgb_array(fake), extractor, seed=seed)
-        base = metrics_lib.fid_kid(images_lib.rgb_array(target), images_lib.rgb_array(source), extractor, seed=seed)
-        m[f'fid_{direction}'] = res['fid']
-        m[f'fid_baseline_{direction}'] = base['fid']
-        m[f'kid_{direction}'] = res['kid']
-        m[f'kid_{direction}_std'] = res['kid_std']
-
+  for evaluator in evaluators:
+    m.update(evaluator.run(data, tr))
   m['num_images_a'] = int(len(data.a))
   m['num_images_b'] = int(len(data.b))
   m['num_paired'] = int(len(data.paired.a)) if data.paired is not None else 0
   return m
-
-
-def _ordered(metrics):
-  keys = [k for k in KEY_ORDER if k in metrics] + sorted(k for k in metrics if k not in KEY_ORDER)
-  return {k: metrics[k] for k in keys}
 
 
 def _json_value(value):
@@ -329,7 +270,7 @@ def write_pictures(workdir, step, metrics, data, tr, grid_rows=6):
                               title='Test metrics'):
     pictures.append('metrics_over_steps.png')
   reports.index_html(eval_dir, all_metrics, pictures=pictures, title=f'Evaluations of {workdir}',
-                     preferred_keys=KEY_ORDER)
+                     preferred_keys=list(metrics))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,21 +288,15 @@ class Evaluator:
     self.config = config
     self.pipeline = pipeline
     self.workdir = workdir
-    self._data = self._classifier = self._writer = None
-    self._extractor = False  # not looked for yet; None: no weights
+    self.metrics = evaluators_lib.names(config.eval.metrics)  # ConfigError now, not later
+    self._data = self._evaluators = self._writer = None
 
   def _prepare(self):
-    c = self.config.eval
     if self._data is None:
-      self._data = load_test_data(self.pipeline, int(c.num_images or 0))
-    if self._classifier is None:
-      size = domain_classifier.input_size(self._data.a.shape[1:])
-      self._classifier = domain_classifier.load_or_train(
-          self.workdir, self.pipeline, size, train_images=int(c.classifier_train_images),
-          epochs=int(c.classifier_epochs), seed=int(c.seed))
-    if self._extractor is False:
-      weights = inception.find_weights(c.inception_weights)
-      self._extractor = weights and inception.inception_feature_extractor(weights)
+      self._data = load_test_data(self.pipeline, int(self.config.eval.num_images or 0))
+    if self._evaluators is None:
+      context = Context(self.config, self.pipeline, self.workdir, self._data)
+      self._evaluators = evaluators_lib.build(self.config.eval.metrics, context)
 
   def _write_tensorboard(self, step, metrics):
     if self._writer is None:
@@ -385,9 +320,8 @@ class Evaluator:
     self._prepare()
     data = self._data
     tr = translate_test_data(data, G_A, G_B)
-    metrics = compute_metrics(data, tr, classifier=self._classifier,
-                              extractor=self._extractor or None, seed=int(self.config.eval.seed))
-    metrics = _ordered({'step': step, **{k: _json_value(v) for k, v in metrics.items()}})
+    metrics = compute_metrics(data, tr, self._evaluators)
+    metrics = {'step': step, **{k: _json_value(v) for k, v in metrics.items()}}
     run_dir.write_text(run_dir.metrics_path(self.workdir, step),
                        json.dumps(metrics, indent=2) + '\n')
     self._write_tensorboard(step, metrics)

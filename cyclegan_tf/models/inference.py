@@ -150,10 +150,7 @@ def predict(generator, images, batch_size=PREDICT_BATCH):
 
 
 def _is_instance_norm(layer):
-  if isinstance(layer, custom_layers.InstanceNormalization):
-    return True
-  return isinstance(layer, keras.layers.GroupNormalization) and (
-      layer.groups == -1 or layer.groups == layer.input.shape[-1])
+  return isinstance(layer, custom_layers.InstanceNormalization)
 
 
 def norm_layer_widths(generator):

@@ -150,10 +150,6 @@ class _LayerFactory:
 
   def conv(self, x, filters, kernel, stride, padding, name, bias=None, reflect=False):
     """Conv2d(kernel, stride, padding) as PyTorch computes it; reflect: after ReflectionPad2d."""
-    if padding:
-      # Stands where the padding layer stood before the conv took the padding over:
-      # checkpoints key a model's layers by position.
-      x = layers.Identity()(x)
     few = self.gemm_last_conv and _is_few_output(filters, kernel, stride)
     conv = custom_layers.FewOutputConv2D if few else custom_layers.PaddedConv2D
     return conv(filters, kernel, strides=stride, pad=padding,

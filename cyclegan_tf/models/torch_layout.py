@@ -209,7 +209,7 @@ def _torch_targets(model):
       targets[f'{name}.running_mean'] = (layer.moving_mean, False)
       targets[f'{name}.running_var'] = (layer.moving_variance, False)
       droppable.add(f'{name}.num_batches_tracked')  # a counter Keras has no use for
-    elif isinstance(layer, (custom_layers.InstanceNormalization, keras.layers.GroupNormalization)):
+    elif isinstance(layer, custom_layers.InstanceNormalization):
       # instance norm: no weights
       droppable.update(f'{name}.{buffer}' for buffer in _STALE_NORM_BUFFERS)
     elif layer.weights:

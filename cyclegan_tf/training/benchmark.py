@@ -99,8 +99,7 @@ def make_trainer(config, strategy=None):
   size = config.data.crop_size
   return trainer_lib.CycleGANTrainer(
       config, strategy, (size, size, config.model.input_nc), (size, size, config.model.output_nc),
-      precision=precision,
-      gemm_last_conv=precision_lib.gemm_last_conv(strategy, config.data.crop_size))
+      precision=precision)
 
 
 def _batches(config, strategy, read_dataset):

@@ -323,9 +323,7 @@ def _train(config, workdir, strategy, chief):
   logging.info('Precision %s (%s).', precision, reason)
   trainer = trainer_lib.CycleGANTrainer(
       config, strategy, pipeline.train_shapes['A'], pipeline.train_shapes['B'],
-      precision=precision,
-      gemm_last_conv=precision_lib.gemm_last_conv(strategy, config.data.crop_size),
-      max_image_shapes=pipeline.max_train_shapes)
+      precision=precision, max_image_shapes=pipeline.max_train_shapes)
   # Every worker saves (saving may use collectives); non-chief workers into a temporary
   # directory removed after each save. Every worker resumes from the chief's checkpoints.
   ckpt_root = run_dir.checkpoints_dir(workdir)
@@ -351,7 +349,8 @@ def _train(config, workdir, strategy, chief):
     with writer.as_default(step=0):
       tf.summary.text('config', '```\n' + configuration.to_json(config) + '\n```')
   samples = _fixed_samples(pipeline)
-  evaluator = None
+  # Built now, so a bad config.eval fails before training; it loads its models on first use.
+  evaluator = evaluate.Evaluator(config, pipeline, workdir) if c.eval_every_steps else None
   progress = _Progress(c.batch_size)
   watch = _ExplosionWatch()
   last_saved = step if latest else None
@@ -397,7 +396,6 @@ def _train(config, workdir, strategy, chief):
                           'periodic')
             last_saved = step
           if due.evaluate:
-            evaluator = evaluator or evaluate.Evaluator(config, pipeline, workdir)
             _side_task('Evaluation', step, evaluator.run, trainer.G_A, trainer.G_B, step)
             progress.pause()  # keep evaluation out of images/s
           if stopping:

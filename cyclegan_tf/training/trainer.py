@@ -24,6 +24,7 @@ from cyclegan_tf import configuration
 from cyclegan_tf.training import image_pool
 from cyclegan_tf.models import losses
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import precision as precision_lib
 from cyclegan_tf.training import schedules
 
 # Loss terms in the reference's order of reporting; wgangp adds gp_A, gp_B.
@@ -54,8 +55,8 @@ class CycleGANTrainer:
     image_shape_a, image_shape_b: (H, W, C) of the training images, None (or None sides) when
       their sizes vary.
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (config 'auto' resolved).
-    gemm_last_conv: the generators' last conv as GEMMs (precision.gemm_last_conv says where
-      it is faster); a plain Conv2D otherwise, with the same weights and checkpoints.
+    gemm_last_conv: the generators' last conv as GEMMs, or a plain Conv2D (the same weights
+      and checkpoints); None: where it is faster (precision.gemm_last_conv).
     max_image_shapes: {'A': (H_max, W_max, C), 'B': ...}, the largest training images of each
       domain after preprocessing; sizes the image pools when sizes vary (unused otherwise).
   Raises ConfigError for a batch size the replicas cannot split, or for an image pool over
@@ -63,7 +64,7 @@ class CycleGANTrainer:
   """
 
   def __init__(self, config, strategy, image_shape_a, image_shape_b, precision='float32',
-               gemm_last_conv=False, max_image_shapes=None):
+               gemm_last_conv=None, max_image_shapes=None):
     self.config = config
     self.strategy = strategy
     self.precision = precision
@@ -93,6 +94,8 @@ class CycleGANTrainer:
     self.global_batch_size = c.batch_size
     self.loss_names = LOSS_NAMES + (PENALTY_TERMS if self._uses_penalty() else ())
     with strategy.scope(), networks.dtype_policy(precision):
+      if gemm_last_conv is None:
+        gemm_last_conv = precision_lib.gemm_last_conv(strategy, config.data.crop_size)
       nets = networks.build_cyclegan(config.model, seed=c.seed, gemm_last_conv=gemm_last_conv)
       self.G_A, self.G_B, self.D_A, self.D_B = (nets[k] for k in ('G_A', 'G_B', 'D_A', 'D_B'))
       self.opt_G = make_optimizer(c, precision)

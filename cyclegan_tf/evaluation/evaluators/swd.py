@@ -1,0 +1,27 @@
+"""Sliced Wasserstein distance (x1e3, metrics.sliced_wasserstein_distance) of the translations
+to the real images of the target domain, and of the untranslated images as the baseline:
+swd_a2b, swd_baseline_a2b, swd_b2a, swd_baseline_b2a. Lower is closer."""
+
+from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.evaluation import metrics as metrics_lib
+
+NAME = 'swd'
+
+
+def distance(images, target, seed):
+  """SWD of images [N, H, W, C] to target [M, h, w, C'] (both in [-1, 1]), at target's size."""
+  target = images_lib.rgb_array(target)
+  images = images_lib.resize_array(images_lib.rgb_array(images), target.shape[1:3])
+  return metrics_lib.sliced_wasserstein_distance(images, target, seed=seed)['mean']
+
+
+class Evaluator:
+
+  def __init__(self, context):
+    self.seed = int(context.config.eval.seed)
+
+  def run(self, data, tr):
+    yield 'swd_a2b', distance(tr.fake_b, data.b, self.seed)
+    yield 'swd_baseline_a2b', distance(data.a, data.b, self.seed)
+    yield 'swd_b2a', distance(tr.fake_a, data.a, self.seed)
+    yield 'swd_baseline_b2a', distance(data.b, data.a, self.seed)
