@@ -4,6 +4,7 @@ Keep the tests small: the machine has 2 CPU cores shared by several people (tiny
 """
 
 import os
+import subprocess
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -129,3 +130,19 @@ def output_gaps(got, want, initial, images):
     f_init = initial[name](images, training=False).numpy()
     gaps[name] = float(np.abs(f_got - f_want).mean() / np.abs(f_want - f_init).mean())
   return gaps
+
+
+def run_main(*args, cwd=REPO_ROOT, env=None, timeout=300):
+  """main.py as a user runs it: (exit status, stdout, stderr)."""
+  done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'main.py'), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', **(env or {})})
+  return done.returncode, done.stdout, done.stderr
+
+
+def one_error_line(stderr):
+  """The one 'Error: ' line of a user error, asserting there is no traceback."""
+  assert 'Traceback' not in stderr, stderr[-3000:]
+  errors = [line for line in stderr.splitlines() if line.startswith('Error: ')]
+  assert len(errors) == 1, stderr[-3000:]
+  return errors[0]

@@ -14,6 +14,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+from conftest import one_error_line
+from conftest import run_main
 from cyclegan_tf import configuration
 from cyclegan_tf import run_dir
 
@@ -200,36 +202,22 @@ TINY = ['--config.model.netG=resnet_6blocks', '--config.model.ngf=4', '--config.
         '--config.data.synthetic_train_size=4', '--config.data.synthetic_test_size=2']
 
 
-def _main(*args, cwd=REPO_ROOT, env=None, timeout=300):
-  done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'main.py'), *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=timeout,
-                        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', **(env or {})})
-  return done.returncode, done.stdout, done.stderr
-
-
-def _one_error_line(stderr):
-  assert 'Traceback' not in stderr, stderr[-3000:]
-  errors = [line for line in stderr.splitlines() if line.startswith('Error: ')]
-  assert len(errors) == 1, stderr[-3000:]
-  return errors[0]
-
-
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_last_checkpoint_resumes(small_disk, tmp_path):
   workdir = small_disk / 'run'
-  code, _, stderr = _main(*TINY, '--config.train.max_steps=2', f'--workdir={workdir}')
+  code, _, stderr = run_main(*TINY, '--config.train.max_steps=2', f'--workdir={workdir}')
   assert code == 0, stderr[-3000:]
   with open(small_disk / 'filler', 'wb') as f:  # fill the disk up to 64 KB
     free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
     f.write(b'\0' * max(free - 64 * 1024, 0))
-  code, _, stderr = _main(*TINY, '--config.train.max_steps=4', f'--workdir={workdir}')
+  code, _, stderr = run_main(*TINY, '--config.train.max_steps=4', f'--workdir={workdir}')
   assert code == 1
-  line = _one_error_line(stderr)
+  line = one_error_line(stderr)
   assert 'No space left on device' in line and str(workdir) in line, line
   assert sorted(os.listdir(workdir / 'checkpoints')) == [
       'checkpoint', 'ckpt-2.data-00000-of-00001', 'ckpt-2.index']
   os.remove(small_disk / 'filler')
-  code, _, stderr = _main(*TINY, '--config.train.max_steps=4', f'--workdir={workdir}')
+  code, _, stderr = run_main(*TINY, '--config.train.max_steps=4', f'--workdir={workdir}')
   assert code == 0, stderr[-3000:]
   assert 'Resumed from' in stderr and 'ckpt-2 at step 2' in stderr
   assert tf.train.latest_checkpoint(str(workdir / 'checkpoints')).endswith('ckpt-4')
@@ -238,9 +226,9 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_resumes(small_disk, tmp
 @pytest.mark.slow
 def test_a_read_only_run_directory_is_one_line_before_the_data_are_read(small_disk):
   subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
-  code, _, stderr = _main(*TINY, f'--workdir={small_disk / "run"}')
+  code, _, stderr = run_main(*TINY, f'--workdir={small_disk / "run"}')
   assert code == 1
-  line = _one_error_line(stderr)
+  line = one_error_line(stderr)
   assert line == (f'Error: cannot write {small_disk / "run"}: Read-only file system; use a '
                   'writable folder.'), line
   assert 'Rendered synthetic_seasons' not in stderr  # refused before the data are read
@@ -256,7 +244,7 @@ def test_tilde_in_flags_means_home_and_consumers_need_only_the_workdir(tmp_path)
       Image.new('RGB', (40, 40), (40 * i, 90, 200)).save(home / 'ds' / split / f'{i}.png')
   os.makedirs(elsewhere)
   env = {'HOME': str(home)}
-  code, _, stderr = _main(f'--config={REPO_ROOT}/configs/folder.py', '--config.data.root=~/ds', *TINY[:5],
+  code, _, stderr = run_main(f'--config={REPO_ROOT}/configs/folder.py', '--config.data.root=~/ds', *TINY[:5],
                           '--config.train.max_steps=2', '--workdir=~/runs/t1', cwd=elsewhere,
                           env=env)
   assert code == 0, stderr[-3000:]
@@ -264,7 +252,7 @@ def test_tilde_in_flags_means_home_and_consumers_need_only_the_workdir(tmp_path)
   run = home / 'runs' / 't1'
   assert json.load(open(run / 'config.json'))['data']['root'] == str(home / 'ds')
   os.makedirs(elsewhere / 'other')
-  code, _, stderr = _main('--mode=evaluate', f'--workdir={run}', cwd=elsewhere / 'other',
+  code, _, stderr = run_main('--mode=evaluate', f'--workdir={run}', cwd=elsewhere / 'other',
                           env=env)
   assert code == 0, stderr[-3000:]
   assert json.load(open(run / 'eval' / '2' / 'metrics.json'))['num_images_a'] == 1
@@ -283,9 +271,9 @@ def test_two_trainers_in_one_workdir_the_second_is_refused(tmp_path):
     while not tf.train.latest_checkpoint(str(workdir / 'checkpoints')):
       assert time.time() < deadline and first.poll() is None, 'the first trainer never saved'
       time.sleep(0.5)
-    code, _, stderr = _main(*TINY, f'--workdir={workdir}')
+    code, _, stderr = run_main(*TINY, f'--workdir={workdir}')
     assert code == 1
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr)
     assert f'is in use by process {first.pid} on host {socket.gethostname()} (train' in line
     first.send_signal(signal.SIGINT)  # the first trainer saves and stops as usual
     _, err = first.communicate(timeout=120)
