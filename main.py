@@ -168,12 +168,12 @@ def _user_error_message(error):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf.training import trainer  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train_state  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top
   if isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
                         configuration.DataError, torch_layout.ConversionError,
-                        trainer.NonFiniteLossError, runtimes.MissingRuntimeError,
+                        train_state.NonFiniteLossError, runtimes.MissingRuntimeError,
                         run_dir.RunDirError)):
     return str(error)
   if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:

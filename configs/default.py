@@ -11,6 +11,7 @@ def get_config():
   config = ml_collections.ConfigDict()
 
   config.model = model = ml_collections.ConfigDict()
+  model.name = 'cycle_gan'  # the model (the reference's --model): cycle_gan (models/family.py)
   model.netG = 'resnet_9blocks'  # resnet_9blocks | resnet_6blocks | unet_128 | unet_256
   model.netD = 'basic'  # basic | n_layers | pixel
   model.ngf = 64

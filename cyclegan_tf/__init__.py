@@ -31,7 +31,7 @@ _API = {
     'ConfigError': ('cyclegan_tf.configuration', 'ConfigError'),
     'DataError': ('cyclegan_tf.configuration', 'DataError'),
     'RunDirError': ('cyclegan_tf.run_dir', 'RunDirError'),
-    'NonFiniteLossError': ('cyclegan_tf.training.trainer', 'NonFiniteLossError'),
+    'NonFiniteLossError': ('cyclegan_tf.training.train_state', 'NonFiniteLossError'),
 }
 __all__ = sorted(_API)
 

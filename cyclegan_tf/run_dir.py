@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf.data import images
+from cyclegan_tf.models import family
 from cyclegan_tf.models import networks
 
 CONFIG_FILE = 'config.json'
@@ -359,11 +360,11 @@ def checkpoint_path(workdir, step=None):
 
 
 def restore_generators(workdir, step=None, config=None):
-  """G_A and G_B of a run, float32 and ready for inference, from its newest (or step's)
-  checkpoint.
+  """The generators a run exports (its model's EXPORTS: G_A and G_B for cycle_gan), float32
+  and ready for inference, from its newest (or step's) checkpoint.
 
   The networks are built from the run's own config.json (`config` is used only for a run
-  without one). Returns ({'G_A': model, 'G_B': model}, restored step, the run's config).
+  without one). Returns ({role: Keras model}, restored step, the run's config).
   Raises FileNotFoundError for a missing run or checkpoint.
   """
   check_workdir(workdir)
@@ -371,8 +372,7 @@ def restore_generators(workdir, step=None, config=None):
     config = read_config(workdir)
   path = checkpoint_path(workdir, step)
   with networks.dtype_policy('float32'):
-    nets = networks.build_cyclegan(config.model, with_discriminators=False,
-                                   gemm_last_conv=False)
+    nets = family.build_generators(config.model)
   step_var = tf.Variable(0, dtype=tf.int64)
   tf.train.Checkpoint(step=step_var, **nets).restore(path).expect_partial()
   return nets, int(step_var.numpy()), config

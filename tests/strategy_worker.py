@@ -89,7 +89,7 @@ def _pool_check(strategy):
   separate one-replica image_pool.ImagePool fed only replica r's images with replica r's seeds."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from cyclegan_tf.training import image_pool  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import image_pool  # pylint: disable=g-import-not-at-top
   shape, size, per_replica = (2, 2, 1), 3, 2
   with strategy.scope():
     pool = image_pool.ImagePool(size, shape, strategy.num_replicas_in_sync, name='pool')
@@ -127,14 +127,14 @@ def _record_trainers(train):
   """Makes train_and_evaluate's trainers available: returns the list they are appended to."""
   trainers = []
 
-  class Recorded(train.trainer_lib.CycleGANTrainer):
+  class Recorded(train.train_state_lib.TrainState):
 
     def __init__(self, *args, **kwargs):
       super().__init__(*args, **kwargs)
-      self.initial_weights = _weights({name: getattr(self, name) for name in NETS})
+      self.initial_weights = _weights(self.model.networks)
       trainers.append(self)
 
-  train.trainer_lib.CycleGANTrainer = Recorded
+  train.train_state_lib.TrainState = Recorded
   return trainers
 
 
@@ -180,7 +180,7 @@ def worker_job(out, index, ports):
   workdir = os.path.join(out, 'multi_worker')
   steps = train.train_and_evaluate(tiny_config('multi_worker'), workdir)
   trainer, = trainers
-  nets = {name: getattr(trainer, name) for name in NETS}
+  nets = trainer.model.networks
   result = {'steps': steps, 'replicas': trainer.strategy.num_replicas_in_sync,
             'workdir_entries': sorted(os.listdir(workdir))}
   _save(out, f'worker{index}', result, _weights(nets))

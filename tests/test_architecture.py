@@ -191,5 +191,5 @@ def test_the_checker_finds_a_circle_and_an_upward_import():
   assert _cycle({'a': {'b'}, 'b': set()}) is None
   assert LAYER['models'] < LAYER['data'] < LAYER['training']
   graph = _graph('cyclegan_tf')
-  assert 'models.networks' in graph['training.trainer']
+  assert 'models.family' in graph['training.train_state']
   assert 'data.image_files' in _internal('serving/client.py', 'cyclegan_tf')

@@ -99,27 +99,27 @@ def test_mixed_float16_unscales_gradients_before_adam(default_config):
   batch = {k: tf.constant(rng.uniform(-1, 1, (1, 32, 32, 3)), tf.float32) for k in 'AB'}
   config = _tiny(default_config, 'mixed_float16')
   config.train.pool_size = 0
-  mixed = benchmark.make_trainer(config, tf.distribute.get_strategy())
-  assert isinstance(mixed.opt_G, keras.optimizers.LossScaleOptimizer)
-  assert mixed.G_A.layers[-2].compute_dtype == 'float16'
-  adam = mixed.opt_G.inner_optimizer
+  mixed = benchmark.make_train_state(config, tf.distribute.get_strategy())
+  assert isinstance(mixed.model.opt_G, keras.optimizers.LossScaleOptimizer)
+  assert mixed.model.G_A.layers[-2].compute_dtype == 'float16'
+  adam = mixed.model.opt_G.inner_optimizer
   for _ in range(20):
-    before = {n: getattr(mixed, n).get_weights() for n in nets}
+    before = {n: getattr(mixed.model, n).get_weights() for n in nets}
     losses = mixed.train_step(batch)
     assert losses.dtype == tf.float32 and np.all(np.isfinite(losses.numpy()))
     if int(adam.iterations.numpy()):
       break
   assert int(adam.iterations.numpy()) == 1, 'no G step applied in 20 steps'
-  assert float(mixed.opt_G.dynamic_scale.numpy()) >= 1.0
+  assert float(mixed.model.opt_G.dynamic_scale.numpy()) >= 1.0
 
   config = _tiny(default_config, 'float32')
   config.train.pool_size = 0
-  reference = benchmark.make_trainer(config, tf.distribute.get_strategy())
+  reference = benchmark.make_train_state(config, tf.distribute.get_strategy())
   for n in nets:
-    getattr(reference, n).set_weights(before[n])
+    getattr(reference.model, n).set_weights(before[n])
   reference.train_step(batch)
   got, want = (np.concatenate([m.numpy().ravel() for m in opt._momentums])  # pylint: disable=protected-access
-               for opt in (adam, reference.opt_G))
+               for opt in (adam, reference.model.opt_G))
   ratio = np.linalg.norm(got) / np.linalg.norm(want)
   assert 0.8 < ratio < 1.25, ratio
   cosine = np.dot(got, want) / (np.linalg.norm(got) * np.linalg.norm(want))

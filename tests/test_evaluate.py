@@ -247,7 +247,7 @@ def test_inception_weights_path_missing_is_skipped(tmp_path):
 
 
 def test_evaluator_takes_mixed_precision_generators(evaluated):
-  """The train loop's call, Evaluator(config, pipeline, workdir).run(G_A, G_B, step), with
+  """The train loop's call, Evaluator(config, pipeline, workdir).run(generators, step), with
   generators as a mixed_bfloat16 run trains them (bfloat16 outputs): same keys as evaluate
   mode. (Resuming the run with train.eval_every_steps would test the loop itself, at the cost
   of tracing a train step: ~30 s of CPU.)"""
@@ -260,7 +260,7 @@ def test_evaluator_takes_mixed_precision_generators(evaluated):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(inception, 'keras_cache_candidates', lambda: [])
     evaluator = evaluate.Evaluator(config, input_pipeline.InputPipeline(config), workdir)
-    metrics = evaluator.run(mixed['G_A'], mixed['G_B'], 30, pictures=False)
+    metrics = evaluator.run({'a2b': mixed['G_A'], 'b2a': mixed['G_B']}, 30, pictures=False)
   with open(os.path.join(workdir, 'eval', '30', 'metrics.json')) as f:
     assert json.load(f) == metrics
   assert metrics['step'] == 30 and set(metrics) == set(evaluated['metrics'])
@@ -283,3 +283,23 @@ def test_evaluators_are_chosen_by_config_and_unknown_ones_refused(evaluated, tmp
                      match=r"eval.metrics='swd,fid': fid is not an evaluator; allowed: swd, "
                            r'cycle, classifier, paired, fid_kid'):
     evaluate.Evaluator(bad, None, workdir)
+
+
+def test_a_model_with_one_generator_gets_that_directions_metrics_and_pictures(evaluated,
+                                                                             tmp_path):
+  """The evaluator knows a model only by its generators' directions: with a2b alone there is
+  no cycle and no b2a, and every a2b figure is the one the two-generator evaluation gave."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(evaluated['workdir'], workdir)
+  nets, _, config = run_dir.restore_generators(workdir)
+  config.eval.metrics = 'swd,cycle,classifier,paired'
+  evaluator = evaluate.Evaluator(config, input_pipeline.InputPipeline(config), workdir)
+  metrics = evaluator.run({'a2b': nets['G_A']}, 31)
+  assert not [k for k in metrics if 'b2a' in k or k.startswith('cycle')], metrics
+  for key in ('swd_a2b', 'classifier_a2b', 'psnr_a2b', 'ssim_a2b'):
+    assert metrics[key] == pytest.approx(evaluated['metrics'][key], rel=1e-5), key
+  pictures = sorted(os.listdir(os.path.join(workdir, 'eval', '31')))
+  assert 'grid_a2b.png' in pictures and 'grid_b2a.png' not in pictures
+  images = os.listdir(os.path.join(workdir, 'eval', '31', 'images'))
+  assert images and all('rec_' not in name for name in images)
+  assert any(name.endswith('_true_B.png') for name in images)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cyclegan_tf.training import image_pool
+from cyclegan_tf.models import image_pool
 
 
 def _images(values):

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT, tiny_config
 from cyclegan_tf import configuration
+from cyclegan_tf.models import cycle_gan
 from cyclegan_tf.models import losses
 from cyclegan_tf import run_dir
 from cyclegan_tf.training import train
@@ -63,7 +64,7 @@ def test_run_directory_holds_everything_a_user_needs(trained_run):
   grid = tf.io.decode_png(open(os.path.join(workdir, 'samples', samples[-1]), 'rb').read())
   assert grid.shape == (4 * 32, 6 * 32, 3)  # 4 test scenes x (real, fake, rec) x 2 directions
   logdir = os.path.join(workdir, 'logs', 'train')
-  for tag in [f'loss/{name}' for name in train.LOSS_NAMES] + ['learning_rate/G',
+  for tag in [f'loss/{name}' for name in cycle_gan.LOSS_NAMES] + ['learning_rate/G',
                                                               'images_per_sec']:
     assert len(_scalars(logdir, tag)) == 24 // config.train.log_every_steps, tag
 
@@ -126,7 +127,7 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_next_steps(trained_run, tmp_
   partial = copy.deepcopy(config)
   partial.train.max_steps = 20
   assert train.train_and_evaluate(partial, str(resumed)) == 20
-  for name in train.LOSS_NAMES:
+  for name in cycle_gan.LOSS_NAMES:
     want = dict(_scalars(os.path.join(straight, 'logs', 'train'), f'loss/{name}'))
     got = dict(_scalars(str(resumed / 'logs' / 'train'), f'loss/{name}'))
     assert set(got) == {20}, got

@@ -20,7 +20,8 @@ from conftest import REPO_ROOT
 from configs import default
 from cyclegan_tf.models import losses
 from cyclegan_tf.models import networks
-from cyclegan_tf.training import trainer as trainer_lib
+from cyclegan_tf.models import cycle_gan
+from cyclegan_tf.training import train_state
 
 
 def _tiny_config(gan_mode='lsgan', norm='instance'):
@@ -81,31 +82,37 @@ def _reference_step(config, nets, real_a, real_b):
   return {k: mean(v) for k, v in terms.items()}
 
 
+def _model(config, size):
+  """The CycleGAN of the family for size x size RGB images on the default strategy."""
+  shapes = {'A': (size, size, 3), 'B': (size, size, 3)}
+  return cycle_gan.CycleGAN(config, tf.distribute.get_strategy(), train_shapes=shapes)
+
+
 @pytest.mark.parametrize('gan_mode,norm', [('lsgan', 'instance'), ('vanilla', 'batch')])
 def test_train_step_equals_the_reference_iteration(gan_mode, norm):
   config = _tiny_config(gan_mode, norm)
   keras.utils.set_random_seed(1)
-  trainer = trainer_lib.CycleGANTrainer(config, tf.distribute.get_strategy(), (32, 32, 3),
-                                        (32, 32, 3))
+  model = _model(config, 32)
   reference = networks.build_cyclegan(config.model)
   initial = networks.build_cyclegan(config.model)
   for name in reference:
-    reference[name].set_weights(getattr(trainer, name).get_weights())
-    initial[name].set_weights(getattr(trainer, name).get_weights())
+    reference[name].set_weights(getattr(model, name).get_weights())
+    initial[name].set_weights(getattr(model, name).get_weights())
   rng = np.random.default_rng(0)
   real_a = tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
   real_b = tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
 
+  trainer = train_state.TrainState(model)
   values = trainer.train_step({'A': real_a, 'B': real_b}).numpy()
   got = dict(zip(trainer.loss_names, values.tolist()))
   want = _reference_step(config, reference, real_a, real_b)
 
-  assert set(got) == set(want) == set(trainer_lib.LOSS_NAMES)
+  assert set(got) == set(want) == set(cycle_gan.LOSS_NAMES)
   for name in want:
     assert got[name] == pytest.approx(want[name], rel=1e-5, abs=1e-6), name
   assert int(trainer.step.numpy()) == 1
   # The updated weights do what the reference's do (conftest.output_gaps says why outputs).
-  gaps = conftest.output_gaps({n: getattr(trainer, n) for n in reference}, reference, initial,
+  gaps = conftest.output_gaps({n: getattr(model, n) for n in reference}, reference, initial,
                               real_a.numpy())
   assert max(gaps.values()) < conftest.EQUIVALENCE_BOUND, gaps
 
@@ -117,29 +124,28 @@ def test_generator_gradients_equal_one_backward_of_the_whole_loss(norm):
   so the test above cannot see a wrong gradient magnitude; this one can)."""
   config = _tiny_config(norm=norm)
   keras.utils.set_random_seed(3)
-  trainer = trainer_lib.CycleGANTrainer(config, tf.distribute.get_strategy(), (32, 32, 3),
-                                        (32, 32, 3))
+  model = _model(config, 32)
   reference = networks.build_cyclegan(config.model)
   for name in reference:
-    reference[name].set_weights(getattr(trainer, name).get_weights())
+    reference[name].set_weights(getattr(model, name).get_weights())
   rng = np.random.default_rng(4)
   real_a, real_b = (tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32) for _ in 'AB')
 
-  grads, _, _ = tf.function(trainer._generator_grads_fn)(real_a, real_b)
+  grads, _, _ = tf.function(model._generator_grads_fn)(real_a, real_b)
   g_vars = reference['G_A'].trainable_variables + reference['G_B'].trainable_variables
   with tf.GradientTape() as tape:
     terms, _, _ = _reference_generator_terms(config, reference, real_a, real_b)
     loss = sum(terms.values())
   want = tape.gradient(loss, g_vars)
 
-  assert len(grads) == len(want) == len(trainer.g_vars)
+  assert len(grads) == len(want) == len(model.g_vars)
   got = np.concatenate([g.numpy().ravel() for g in grads])
   expected = np.concatenate([g.numpy().ravel() for g in want])
   # float32 sums in another order: 4e-6 of the gradient's norm measured. The biases before
   # instance norm have a true gradient of 0 (rounding noise of 1e-6 both ways), hence one
   # scale for all variables.
   assert np.linalg.norm(got - expected) < 2e-5 * np.linalg.norm(expected)
-  for variable, g, e in zip(trainer.g_vars, grads, want):
+  for variable, g, e in zip(model.g_vars, grads, want):
     np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=0, atol=2e-5 * np.abs(expected).max(),
                                err_msg=variable.path)
 
@@ -148,10 +154,10 @@ def test_wgangp_adds_a_real_gradient_penalty():
   config = _tiny_config('wgangp')
   config.train.gp_weight = 10.0
   keras.utils.set_random_seed(2)
-  trainer = trainer_lib.CycleGANTrainer(config, tf.distribute.get_strategy(), (32, 32, 3),
-                                        (32, 32, 3))
+  model = _model(config, 32)
   rng = np.random.default_rng(1)
   batch = {k: tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32) for k in 'AB'}
+  trainer = train_state.TrainState(model)
   out = dict(zip(trainer.loss_names, trainer.train_step(batch).numpy().tolist()))
   assert out['gp_A'] > 0 and out['gp_B'] > 0
   assert all(np.isfinite(v) for v in out.values())
@@ -171,20 +177,19 @@ def _generator_gradient_peaks():
   config = _tiny_config()
   config.model.ngf = 32  # tensors above the allocator's small-block size, which it counts
   config.train.batch_size = 1
-  trainer = trainer_lib.CycleGANTrainer(config, tf.distribute.get_strategy(), (128, 128, 3),
-                                        (128, 128, 3))
+  model = _model(config, 128)
   rng = np.random.default_rng(5)
   real_a, real_b = (tf.constant(rng.uniform(-1, 1, (1, 128, 128, 3)), tf.float32) for _ in 'AB')
-  nets = {name: getattr(trainer, name) for name in ('G_A', 'G_B', 'D_A', 'D_B')}
+  nets = {name: getattr(model, name) for name in ('G_A', 'G_B', 'D_A', 'D_B')}
 
   @tf.function
   def whole_loss_gradients():
     with tf.GradientTape() as tape:
       terms, _, _ = _reference_generator_terms(config, nets, real_a, real_b)
       loss = sum(terms.values())
-    return tape.gradient(loss, trainer.g_vars)
+    return tape.gradient(loss, model.g_vars)
 
-  grouped = tf.function(trainer._generator_grads_fn)  # pylint: disable=protected-access
+  grouped = tf.function(model._generator_grads_fn)  # pylint: disable=protected-access
   whole = _peak_tensor_bytes(lambda: [g.numpy() for g in whole_loss_gradients()])
   ours = _peak_tensor_bytes(lambda: [g.numpy() for g in grouped(real_a, real_b)[0]])
   return ours, whole

@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from cyclegan_tf.deploy import edge_export
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf import run_dir
 
@@ -270,8 +271,11 @@ def export_generator(generator, export_base, model_name, netG=None, version=None
 
 
 def model_names(config):
-  """{generator role: model name}: G_A maps domain A to B (after config.data.direction)."""
-  return {'G_A': config.export.model_name_a2b, 'G_B': config.export.model_name_b2a}
+  """{generator role: model name} of the generators the config's model exports (its EXPORTS):
+  config.export.model_name_a2b / _b2a by direction; for cycle_gan G_A maps domain A to B
+  (after config.data.direction)."""
+  return {role: config.export[f'model_name_{direction}']
+          for role, direction in family.get(config.model).EXPORTS.items()}
 
 
 def _model_bases(export_dir, names):
@@ -297,9 +301,10 @@ def _stage_generators(generators, export_dir, config, step, version, staging):
 
 
 def export_generators(generators, export_dir, config, step=None, version=None):
-  """Exports G_A and G_B under the config's model names; returns {model_name: version dir}.
+  """Exports the generators of the config's model (model_names: G_A and G_B for cycle_gan)
+  under their model names; returns {model_name: version dir}.
 
-  Both get the same version: `version`, by default paired_version of the two model bases (one
+  All get the same version: `version`, by default paired_version of the two model bases (one
   past the newest of either, so an earlier export interrupted between them cannot pair a2b's
   version n with b2a's n - 1). Both SavedModels are written to temporary folders first and
   renamed into place together (SIGINT / SIGTERM deferred meanwhile), so an error or Ctrl-C

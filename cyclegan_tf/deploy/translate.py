@@ -58,6 +58,7 @@ from cyclegan_tf import configuration
 from cyclegan_tf.deploy import export
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
@@ -137,7 +138,8 @@ def _resolve_saved_model(path, config, direction):
 
 def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None,
                     model=None):
-  """A Translator from a run's checkpoint (G_A for AtoB, G_B for BtoA), a SavedModel, or
+  """A Translator from a run's checkpoint (its model's a2b generator for AtoB, b2a for BtoA:
+  G_A and G_B for cycle_gan), a SavedModel, or
   `model`: a SavedModel, .tflite or .onnx file or folder (format by extension or contents)."""
   if direction not in DIRECTIONS:
     raise ValueError(f'direction={direction!r}; allowed: {", ".join(DIRECTIONS)}.')
@@ -156,8 +158,13 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
       raise FileNotFoundError(f'SavedModel path {saved_model} does not exist.')
     return Translator.from_saved_model(_resolve_saved_model(saved_model, config, direction))
   generators, _, run_config = run_dir.restore_generators(workdir, step, config)
-  role = 'G_A' if direction == 'AtoB' else 'G_B'
-  return Translator.from_generator(generators[role], run_config.model.netG)
+  by_direction = family.by_direction(run_config.model, generators)
+  wanted = 'a2b' if direction == 'AtoB' else 'b2a'
+  if wanted not in by_direction:
+    raise configuration.ConfigError(
+        f'direction={direction!r}: the run\'s model ({family.name_of(run_config.model)}) has '
+        f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
+  return Translator.from_generator(by_direction[wanted], run_config.model.netG)
 
 
 # ---------------------------------------------------------------------------------------------

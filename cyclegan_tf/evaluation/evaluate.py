@@ -1,12 +1,14 @@
-"""Evaluation of a CycleGAN run on its test split: metrics, TensorBoard, pictures, HTML.
+"""Evaluation of a run on its test split: metrics, TensorBoard, pictures, HTML.
 
   python main.py --mode=evaluate --config=configs/quickstart.py --workdir=W [--step=N]
 
-`evaluate(config, workdir, step=None)` restores G_A and G_B from the latest (or the given)
-checkpoint of the run in `workdir` (run_dir.restore_generators) and runs an Evaluator, which is
-also what the train loop runs every config.train.eval_every_steps steps: built once with the
-config, the input pipeline and the run directory, then `run(G_A, G_B, step)`. It knows nothing
-of the trainer. The networks and the data come from the run's own config.json; the `eval`
+`evaluate(config, workdir, step=None)` restores the generators the run's model exports (G_A
+and G_B for cycle_gan) from the latest (or the given) checkpoint of the run in `workdir`
+(run_dir.restore_generators) and runs an Evaluator, which is also what the train loop runs
+every config.train.eval_every_steps steps: built once with the config, the input pipeline and
+the run directory, then `run({'a2b': G_A, 'b2a': G_B}, step)`. It knows nothing of the trainer
+or of the model beyond its generators' directions; with one direction only its metrics and
+pictures are made. The networks and the data come from the run's own config.json; the `eval`
 section from the command line (configuration.mode_config).
 
 What one evaluation at step S writes (on the chief only):
@@ -71,6 +73,7 @@ import tensorflow as tf
 
 from cyclegan_tf import distribute
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf.data import input_pipeline
 from cyclegan_tf.evaluation import evaluators as evaluators_lib
@@ -141,28 +144,35 @@ class Translations:
   paired_fake_a: np.ndarray = None  # G_B(paired.b_true)
 
 
-def translate_test_data(data, G_A, G_B):
-  """Both generators on the test data, both cycles, and on the paired inputs (Translations)."""
+def translate_test_data(data, generators):
+  """The generators ({'a2b', 'b2a'}: Keras models, either may be absent) on the test data, the
+  cycles where both exist, and on the paired inputs (Translations; None where a generator is
+  absent)."""
+  a2b, b2a = generators.get('a2b'), generators.get('b2a')
   p = data.paired
   extra_a = p is not None and not (p.a.shape == data.a.shape and np.array_equal(p.a, data.a))
   extra_b = p is not None and not (p.b_true.shape == data.b.shape and
                                    np.array_equal(p.b_true, data.b))
-  total = 2 * (len(data.a) + len(data.b)) + (len(p.a) if extra_a else 0) + (
-      len(p.b_true) if extra_b else 0)
+  both = a2b is not None and b2a is not None
+  total = ((len(data.a) + (len(p.a) if extra_a else 0)) * (a2b is not None) +
+           (len(data.b) + (len(p.b_true) if extra_b else 0)) * (b2a is not None) +
+           (len(data.a) + len(data.b)) * both)
   progress = progress_lib.Progress('Evaluation: translated', total)
 
   def predict(generator, images):
+    if generator is None or images is None:
+      return None
     out = inference.predict(generator, images)
     progress.update(len(images))
     return out
 
-  fake_b = predict(G_A, data.a)
-  fake_a = predict(G_B, data.b)
-  out = Translations(fake_b=fake_b, rec_a=predict(G_B, fake_b), fake_a=fake_a,
-                     rec_b=predict(G_A, fake_a))
+  fake_b = predict(a2b, data.a)
+  fake_a = predict(b2a, data.b)
+  out = Translations(fake_b=fake_b, rec_a=predict(b2a, fake_b), fake_a=fake_a,
+                     rec_b=predict(a2b, fake_a))
   if p is not None:
-    out.paired_fake_b = predict(G_A, p.a) if extra_a else fake_b
-    out.paired_fake_a = predict(G_B, p.b_true) if extra_b else fake_a
+    out.paired_fake_b = predict(a2b, p.a) if extra_a else fake_b
+    out.paired_fake_a = predict(b2a, p.b_true) if extra_b else fake_a
   return out
 
 
@@ -234,19 +244,24 @@ def write_pictures(workdir, step, metrics, data, tr, grid_rows=6):
   true_a = (data.paired.a if data.paired is not None and tr.paired_fake_a is tr.fake_a
             else None)
 
-  sections = []
+  sections, grids = [], []
   for direction, src, dst, real, fake, rec, truth, names in (
       ('a2b', 'A', 'B', data.a, tr.fake_b, tr.rec_a, true_b, data.names_a),
       ('b2a', 'B', 'A', data.b, tr.fake_a, tr.rec_b, true_a, data.names_b)):
-    columns = [real, fake, rec] + ([truth] if truth is not None else [])
+    if fake is None:  # a model without this direction
+      continue
     g, f = (('G_A', 'G_B') if src == 'A' else ('G_B', 'G_A'))
-    titles = [f'real {src}', f'{g}({src})', f'{f}({g}({src}))'] + (
-        [f'true {dst}'] if truth is not None else [])
+    # (column, title, file suffix); the cycle only where both directions exist.
+    parts = [(real, f'real {src}', f'real_{src}'), (fake, f'{g}({src})', f'fake_{dst}')]
+    if rec is not None:
+      parts.append((rec, f'{f}({g}({src}))', f'rec_{src}'))
+    if truth is not None:
+      parts.append((truth, f'true {dst}', f'true_{dst}'))
+    columns, titles, suffixes = (list(x) for x in zip(*parts))
     stems = _stems(names, len(real))
-    plots.result_grid(columns, os.path.join(step_dir, f'grid_{direction}.png'), titles,
+    grids.append(f'grid_{direction}.png')
+    plots.result_grid(columns, os.path.join(step_dir, grids[-1]), titles,
                       max_rows=rows, row_labels=stems, title=f'{src} -> {dst}, step {step}')
-    suffixes = [f'real_{src}', f'fake_{dst}', f'rec_{src}'] + (
-        [f'true_{dst}'] if truth is not None else [])
     table = []
     for i, stem in enumerate(stems):
       paths = []
@@ -259,7 +274,7 @@ def write_pictures(workdir, step, metrics, data, tr, grid_rows=6):
 
   width = int(min(256, max(96, data.a.shape[2])))
   reports.step_html(step_dir, step, metrics, sections,
-                  pictures=('grid_a2b.png', 'grid_b2a.png'), thumb_width=width)
+                  pictures=tuple(grids), thumb_width=width)
 
   pictures = []
   if plots.loss_curves(run_dir.train_logs_dir(workdir),
@@ -278,7 +293,7 @@ def write_pictures(workdir, step, metrics, data, tr, grid_rows=6):
 
 
 class Evaluator:
-  """Evaluates G_A (A -> B) and G_B (B -> A) on a run's test split.
+  """Evaluates a run's generators ({'a2b': A -> B, 'b2a': B -> A}) on its test split.
 
   Built once (test data, domain classifier, Inception features: loaded on the first run) and
   run at every evaluation step; it takes built generators and knows nothing of the trainer.
@@ -309,8 +324,9 @@ class Evaluator:
           tf.summary.scalar(tensorboard_tag(key), float(value))
     self._writer.flush()
 
-  def run(self, G_A, G_B, step, pictures=True):
-    """Metrics of one evaluation (with "step"); writes eval/<step>/ (metrics.json, pictures,
+  def run(self, generators, step, pictures=True):
+    """Metrics of one evaluation of `generators` ({'a2b', 'b2a'}: Keras models mapping float32
+    [N, H, W, C] in [-1, 1]; a model with one direction gives one) (with "step"); writes eval/<step>/ (metrics.json, pictures,
     pages) and the eval TensorBoard scalars. On the non-chief workers of a multi-worker run it
     does nothing and returns {}."""
     step = int(step)
@@ -319,7 +335,7 @@ class Evaluator:
     start = time.perf_counter()
     self._prepare()
     data = self._data
-    tr = translate_test_data(data, G_A, G_B)
+    tr = translate_test_data(data, generators)
     metrics = compute_metrics(data, tr, self._evaluators)
     metrics = {'step': step, **{k: _json_value(v) for k, v in metrics.items()}}
     run_dir.write_text(run_dir.metrics_path(self.workdir, step),
@@ -348,4 +364,5 @@ def evaluate(config, workdir, step=None):
     nets, loaded_step, _ = run_dir.restore_generators(workdir, step, run_config)
     logging.info('Evaluating %s at step %d.', workdir, loaded_step)
     pipeline = input_pipeline.InputPipeline(run_config)
-    return Evaluator(run_config, pipeline, workdir).run(nets['G_A'], nets['G_B'], loaded_step)
+    return Evaluator(run_config, pipeline, workdir).run(
+        family.by_direction(run_config.model, nets), loaded_step)

@@ -2,7 +2,7 @@
 
   python main.py --mode=benchmark --config=configs/default.py --config.data.crop_size=128
 
-times CycleGANTrainer.train_step (the compiled step training uses: forward, G step, D step,
+times TrainState.train_step (the compiled step training uses: forward, G step, D step,
 image pools) after a warm-up, on random images of config.data.crop_size (or, with
 --read_dataset, on batches of the configured dataset through input_pipeline, so the input
 pipeline's cost shows if it is on the critical path), then a generator forward (G_A, inference
@@ -46,7 +46,7 @@ from cyclegan_tf import distribute
 from cyclegan_tf import hardware
 from cyclegan_tf.data import input_pipeline
 from cyclegan_tf.models import precision as precision_lib
-from cyclegan_tf.training import trainer as trainer_lib
+from cyclegan_tf.training import train_state as train_state_lib
 
 KEYS = ('train_images_per_sec', 'generator_images_per_sec', 'step_ms', 'peak_rss_mb', 'device',
         'precision', 'strategy', 'batch_size', 'crop_size')
@@ -92,14 +92,14 @@ def _sync(structure):
   return tf.nest.map_structure(lambda t: t.numpy(), structure)
 
 
-def make_trainer(config, strategy=None):
-  """A CycleGANTrainer for crop_size x crop_size images and its precision."""
+def make_train_state(config, strategy=None):
+  """The train state of the config's model for crop_size x crop_size images."""
   strategy = strategy or distribute.make_strategy(config.train)
   precision, _ = precision_lib.resolve(config.train.precision, strategy)
   size = config.data.crop_size
-  return trainer_lib.CycleGANTrainer(
-      config, strategy, (size, size, config.model.input_nc), (size, size, config.model.output_nc),
-      precision=precision)
+  shapes = {'A': (size, size, config.model.input_nc), 'B': (size, size, config.model.output_nc)}
+  return train_state_lib.TrainState(train_state_lib.build_model(
+      config, strategy, precision, train_shapes=shapes))
 
 
 def _batches(config, strategy, read_dataset):
@@ -124,14 +124,14 @@ def _batches(config, strategy, read_dataset):
   return lambda: batch
 
 
-def benchmark_train_step(trainer, next_batch, warmup, measured):
+def benchmark_train_step(train_state, next_batch, warmup, measured):
   """Seconds per train step, one entry per measured step (after `warmup` steps), and the losses
   of the last step (numpy)."""
   last = {}
 
   def step():
-    values = _sync(trainer.train_step(next_batch()))
-    last.update(zip(trainer.loss_names, values))
+    values = _sync(train_state.train_step(next_batch()))
+    last.update(zip(train_state.loss_names, values))
   return hardware.time_calls(step, warmup, measured), last
 
 
@@ -167,16 +167,16 @@ def measure(config, read_dataset=False):
   generator_steps = int(config.benchmark.generator_steps)
   load_before = hardware.load_average()
   strategy = distribute.make_strategy(config.train)
-  trainer = make_trainer(config, strategy)
+  train_state = make_train_state(config, strategy)
   rss_built = _current_rss_mb()
   c = config.train
   logging.info('Benchmarking %s ngf %d, %d px, batch %d, %s, %s strategy (%d replicas): '
                '%d warm-up + %d measured steps.', config.model.netG, config.model.ngf,
-               config.data.crop_size, c.batch_size, trainer.precision, c.strategy,
+               config.data.crop_size, c.batch_size, train_state.model.precision, c.strategy,
                strategy.num_replicas_in_sync, warmup, measured)
   _reset_peak_tensor_memory()
   step_times, last_losses = benchmark_train_step(
-      trainer, _batches(config, strategy, read_dataset), warmup, measured)
+      train_state, _batches(config, strategy, read_dataset), warmup, measured)
   peak_tensor_mb = _peak_tensor_mb()
   finite = bool(all(np.all(np.isfinite(v)) for v in last_losses.values()))
   if not finite:
@@ -185,7 +185,8 @@ def measure(config, read_dataset=False):
   logging.info('Train step: median %.1f ms (min %.1f, max %.1f).', 1e3 * step,
                1e3 * min(step_times), 1e3 * max(step_times))
   images = random_batch(config)['A']
-  gen_times = benchmark_generator(trainer.G_A, images, 1, generator_steps)
+  generator = train_state.model.generators()['a2b']
+  gen_times = benchmark_generator(generator, images, 1, generator_steps)
   gen = statistics.median(gen_times)
   logging.info('Generator forward: median %.1f ms for %d image(s).', 1e3 * gen, len(images))
   return {
@@ -199,7 +200,7 @@ def measure(config, read_dataset=False):
       'rss_after_build_mb': rss_built,
       'peak_tensor_mb': peak_tensor_mb,
       'device': device_description(strategy),
-      'precision': trainer.precision,
+      'precision': train_state.model.precision,
       'precision_config': c.precision,
       'jit_compile': bool(c.jit_compile),
       'cpu_model': hardware.cpu_model(),

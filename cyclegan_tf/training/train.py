@@ -1,6 +1,7 @@
-"""The train loop: resume, signals, summaries and checkpoint decisions around trainer.train_step.
+"""The train loop: resume, signals, summaries and checkpoint decisions around the train step.
 
-train_and_evaluate(config, workdir) trains a CycleGAN, or resumes the run in `workdir`, and
+train_and_evaluate(config, workdir) trains the config's model (config.model.name: any model of
+the family, models/family.py), or resumes the run in `workdir`, and
 leaves there what run_dir.py describes. The loop body is short named calls:
 
   for each epoch: set the learning rate, iterate the epoch's batches from the resume position;
@@ -36,10 +37,9 @@ from cyclegan_tf.models import precision as precision_lib
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
 from cyclegan_tf.training import schedules
-from cyclegan_tf.training import trainer as trainer_lib
+from cyclegan_tf.training import train_state as train_state_lib
 
-LOSS_NAMES = trainer_lib.LOSS_NAMES
-NonFiniteLossError = trainer_lib.NonFiniteLossError
+NonFiniteLossError = train_state_lib.NonFiniteLossError
 SAMPLE_IMAGES = 4  # test images per domain in image summaries and sample grids
 EXPLOSION_FACTOR = 1e6  # a finite loss this many times its first logged value is diverging
 
@@ -103,9 +103,9 @@ class _Progress:
     self.start = None
     self.steps = 0
 
-  def step_done(self, trainer):
+  def step_done(self, state):
     if self.start is None:
-      trainer.step.numpy()  # waits for the first (tracing) step, once
+      state.step.numpy()  # waits for the first (tracing) step, once
       self.pause()
     else:
       self.steps += 1
@@ -141,14 +141,14 @@ class _ExplosionWatch:
             name, value, step, abs(value) / first, first)
 
 
-def _log(trainer, writer, step, total, epoch, lr, progress, watch):
+def _log(state, writer, step, total, epoch, lr, progress, watch):
   """Fetches the mean losses since the last log (raising on NaN / Inf) and logs them."""
-  means = trainer.fetch_losses()
+  means = state.fetch_losses()
   watch.check(means, step)
   speed, seconds_per_step = progress.interval()
   progress.pause()
   eta = progress_lib.format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
-  c = trainer.config.train
+  c = state.config.train
   # Epochs are numbered as the reference numbers them: from epoch_count to the schedule's end.
   logging.info('step %d/%d epoch %d/%d  %s  lr %.2e  %s images/s  ETA %s', step, total,
                c.epoch_count + epoch, c.n_epochs + c.n_epochs_decay,
@@ -183,15 +183,15 @@ def _fixed_samples(pipeline, count=SAMPLE_IMAGES):
   return tf.constant(np.stack(a[:n])), tf.constant(np.stack(b[:n]))
 
 
-def _write_samples(trainer, samples, writer, workdir, step, chief):
-  """Image summaries and samples/step_N.png (real | translated | reconstructed, both ways)."""
-  out = {k: v.numpy() for k, v in trainer.translate_samples(*samples).items()}
+def _write_samples(state, samples, writer, workdir, step, chief):
+  """Image summaries and samples/step_N.png (the model's VISUAL_NAMES side by side; for
+  cycle_gan real | translated | reconstructed, both ways)."""
+  out = {k: v.numpy() for k, v in state.visuals(*samples).items()}
   with writer.as_default(step=step):
     for name, value in out.items():
       tf.summary.image(name, images.rgb_array((value + 1.0) / 2.0), max_outputs=len(value))
   if chief:
-    grid = plots.mosaic([out[k] for k in ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A',
-                                          'rec_B')])
+    grid = plots.mosaic([out[k] for k in state.model.VISUAL_NAMES])
     run_dir.write_bytes(run_dir.samples_path(workdir, step), tf.io.encode_png(grid).numpy())
 
 
@@ -206,22 +206,20 @@ def _side_task(what, step, function, *args):
     logging.exception('%s failed at step %d; training continues without it.', what, step)
 
 
-def _restore_or_initialise(trainer, workdir, strategy, config):
+def _restore_or_initialise(state, workdir, strategy, config):
   """Restores the newest checkpoint, else init_from weights; returns the checkpoint or None."""
   latest = run_dir.latest_checkpoint(workdir)
   if latest:
-    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-    logging.info('Resumed from %s at step %d.', latest, int(trainer.step.numpy()))
-    saved_replicas = int(trainer.replicas_at_save.numpy())
+    state.checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d.', latest, int(state.step.numpy()))
+    saved_replicas = int(state.replicas_at_save.numpy())
     if saved_replicas != strategy.num_replicas_in_sync:
       logging.info('The run was saved with %d replica(s) and resumes with %d: the image pools '
                    'start empty.', saved_replicas, strategy.num_replicas_in_sync)
-      trainer.pool_A.reset()
-      trainer.pool_B.reset()
-      trainer.replicas_at_save.assign(strategy.num_replicas_in_sync)
+      state.model.reset_replica_state()
+      state.replicas_at_save.assign(strategy.num_replicas_in_sync)
   elif config.train.init_from:
-    nets = {'G_A': trainer.G_A, 'G_B': trainer.G_B, 'D_A': trainer.D_A, 'D_B': trainer.D_B}
-    loaded = init_from.load_init_weights(nets, config.train.init_from)
+    loaded = init_from.load_init_weights(state.model.networks, config.train.init_from)
     logging.info('Initialised %s from %s.', ', '.join(loaded), config.train.init_from)
   return latest
 
@@ -254,7 +252,7 @@ def _make_deterministic(strategy_name):
         return
 
 
-def _reconcile_schedule(trainer, pipeline, resumed):
+def _reconcile_schedule(state, pipeline, resumed):
   """Keeps the checkpointed schedule when the train set changed since the last checkpoint.
 
   The epoch and the position in it stay as saved (so the learning rate does not move); the
@@ -262,10 +260,10 @@ def _reconcile_schedule(trainer, pipeline, resumed):
   ends that epoch. Records the current sizes for the next checkpoint.
   """
   sizes = [pipeline.info.train_size[d] for d in ('A', 'B')]
-  saved = [int(v) for v in trainer.train_sizes.numpy()]
-  epoch, position = int(trainer.epoch.numpy()), int(trainer.epoch_step.numpy())
+  saved = [int(v) for v in state.train_sizes.numpy()]
+  epoch, position = int(state.epoch.numpy()), int(state.epoch_step.numpy())
   steps_per_epoch = pipeline.steps_per_epoch
-  c = trainer.config.train
+  c = state.config.train
   if resumed and any(saved) and saved != sizes:
     saved_steps = max(saved) // c.batch_size
     where = (f'epoch {c.epoch_count + epoch} had {position} batches done, all the new epoch '
@@ -278,8 +276,8 @@ def _reconcile_schedule(trainer, pipeline, resumed):
         '-> %d steps per epoch). The schedule keeps its place: %s, learning rate unchanged.',
         saved[0], sizes[0], saved[1], sizes[1], saved_steps, steps_per_epoch, where)
   if position >= steps_per_epoch:
-    trainer.end_epoch()
-  trainer.train_sizes.assign(sizes)
+    state.end_epoch()
+  state.train_sizes.assign(sizes)
 
 
 def _learning_rate_note(workdir, config):
@@ -321,23 +319,23 @@ def _train(config, workdir, strategy, chief):
   steps_per_epoch = pipeline.steps_per_epoch
   precision, reason = precision_lib.resolve(c.precision, strategy)
   logging.info('Precision %s (%s).', precision, reason)
-  trainer = trainer_lib.CycleGANTrainer(
-      config, strategy, pipeline.train_shapes['A'], pipeline.train_shapes['B'],
-      precision=precision, max_image_shapes=pipeline.max_train_shapes)
+  state = train_state_lib.TrainState(train_state_lib.build_model(
+      config, strategy, precision, train_shapes=pipeline.train_shapes,
+      max_train_shapes=pipeline.max_train_shapes))
   # Every worker saves (saving may use collectives); non-chief workers into a temporary
   # directory removed after each save. Every worker resumes from the chief's checkpoints.
   ckpt_root = run_dir.checkpoints_dir(workdir)
   manager = tf.train.CheckpointManager(
-      trainer.checkpoint, distribute.worker_dir(ckpt_root, strategy),
-      max_to_keep=c.max_to_keep, step_counter=trainer.step,
+      state.checkpoint, distribute.worker_dir(ckpt_root, strategy),
+      max_to_keep=c.max_to_keep, step_counter=state.step,
       checkpoint_name=run_dir.CHECKPOINT_PREFIX)
-  latest = _restore_or_initialise(trainer, workdir, strategy, config)
-  _reconcile_schedule(trainer, pipeline, bool(latest))
-  step = int(trainer.step.numpy())
-  total = schedules.total_steps(c, steps_per_epoch, step, int(trainer.epoch.numpy()),
-                                int(trainer.epoch_step.numpy()))
+  latest = _restore_or_initialise(state, workdir, strategy, config)
+  _reconcile_schedule(state, pipeline, bool(latest))
+  step = int(state.step.numpy())
+  total = schedules.total_steps(c, steps_per_epoch, step, int(state.epoch.numpy()),
+                                int(state.epoch_step.numpy()))
   if step >= total:
-    logging.info('%s', schedules.finished_message(step, config.train, int(trainer.epoch.numpy())))
+    logging.info('%s', schedules.finished_message(step, config.train, int(state.epoch.numpy())))
     return step
 
   if chief:  # training really starts: from now on this directory is this run
@@ -364,39 +362,39 @@ def _train(config, workdir, strategy, chief):
   try:
     with _StopSignal() as stop:
       while step < total:
-        epoch, start = int(trainer.epoch.numpy()), int(trainer.epoch_step.numpy())
-        lr = trainer.set_learning_rate(epoch)
+        epoch, start = int(state.epoch.numpy()), int(state.epoch_step.numpy())
+        lr = state.set_learning_rate(epoch)
         dataset = strategy.experimental_distribute_dataset(
             pipeline.train_dataset(epoch, start_step=start))
         if None in (pipeline.train_shapes['A'], pipeline.train_shapes['B']):
           # Images keep their own sizes: one trace for all of them, not one per size.
-          trainer.train_step.get_concrete_function(dataset.element_spec)
+          state.train_step.get_concrete_function(dataset.element_spec)
         batches = 0
         for batch in dataset:
-          trainer.train_step(batch)
+          state.train_step(batch)
           batches += 1
           step += 1
-          progress.step_done(trainer)
+          progress.step_done(state)
           due = _due(step, start + batches, config, steps_per_epoch, total)
           # All workers must stop (and save) at the same step, even if one got the signal;
           # across workers that takes a collective, so it is asked only when the loop syncs.
           ask = due.fetches or due.end_of_epoch or not distribute.is_multi_worker(strategy)
           stopping = ask and distribute.any_worker(strategy, stop.received)
           if due.fetches or due.end_of_epoch or stopping:
-            _check_finite(trainer)  # before anything is written from these weights
+            _check_finite(state)  # before anything is written from these weights
           if due.log:
-            _log(trainer, writer, step, total, epoch, lr, progress, watch)
+            _log(state, writer, step, total, epoch, lr, progress, watch)
           if due.images:
-            _side_task('Sample images', step, _write_samples, trainer, samples, writer,
+            _side_task('Sample images', step, _write_samples, state, samples, writer,
                        workdir, step, chief)
           if due.end_of_epoch:
-            trainer.end_epoch()
+            state.end_epoch()
           if due.save or stopping:
             latest = save(f'signal {stop.received or "on another worker"}' if stopping else
                           'periodic')
             last_saved = step
           if due.evaluate:
-            _side_task('Evaluation', step, evaluator.run, trainer.G_A, trainer.G_B, step)
+            _side_task('Evaluation', step, evaluator.run, state.model.generators(), step)
             progress.pause()  # keep evaluation out of images/s
           if stopping:
             logging.info('Received %s: checkpoint saved at step %d; rerun the same command to '
@@ -409,12 +407,12 @@ def _train(config, workdir, strategy, chief):
           raise RuntimeError(f'Epoch {c.epoch_count + epoch} produced no batch at step {step}: '
                              'the dataset holds fewer images than config.train.batch_size.')
     if last_saved != step:
-      _check_finite(trainer)
+      _check_finite(state)
       save('final')
-  except trainer_lib.NonFiniteLossError as e:
-    raise trainer_lib.NonFiniteLossError(_non_finite_message(e, latest, c.lr)) from None
+  except NonFiniteLossError as e:
+    raise NonFiniteLossError(_non_finite_message(e, latest, c.lr)) from None
   writer.flush()
-  logging.info('%s', schedules.finished_message(step, config.train, int(trainer.epoch.numpy())))
+  logging.info('%s', schedules.finished_message(step, config.train, int(state.epoch.numpy())))
   return step
 
 
@@ -429,8 +427,8 @@ def _non_finite_message(error, latest, lr):
           'gan_mode=vanilla with a high lr are the usual causes.')
 
 
-def _check_finite(trainer):
+def _check_finite(state):
   """Raises NonFiniteLossError if any step since the start had a NaN / Inf loss."""
-  bad_step = int(trainer.first_bad_step.numpy())
+  bad_step = int(state.first_bad_step.numpy())
   if bad_step >= 0:
-    trainer.fetch_losses()  # raises, naming the step and the losses
+    state.fetch_losses()  # raises, naming the step and the losses

@@ -5,7 +5,8 @@
 
 `data` holds the test images (a, b: float32 [N, H, W, C] in [-1, 1]; paired: the ground
 truth or None); `translations` the generators' outputs on them (fake_b, rec_a, fake_a, rec_b,
-paired_fake_b, paired_fake_a). An evaluator that cannot run here (no Inception weights, too
+paired_fake_b, paired_fake_a; None where the model has no generator for it: an evaluator
+yields only what it can compute). An evaluator that cannot run here (no Inception weights, too
 few images) logs why and yields nothing. A new metric is a new module plus a line below.
 """
 

@@ -24,10 +24,12 @@ class Evaluator:
 
   def run(self, data, tr):
     baseline_a2b, baseline_b2a = self._share(data.a, 'B'), self._share(data.b, 'A')
-    yield 'classifier_a2b', self._share(tr.fake_b, 'B')
-    yield 'classifier_baseline_a2b', baseline_a2b
-    yield 'classifier_b2a', self._share(tr.fake_a, 'A')
-    yield 'classifier_baseline_b2a', baseline_b2a
+    if tr.fake_b is not None:  # None: the model has no such generator
+      yield 'classifier_a2b', self._share(tr.fake_b, 'B')
+      yield 'classifier_baseline_a2b', baseline_a2b
+    if tr.fake_a is not None:
+      yield 'classifier_b2a', self._share(tr.fake_a, 'A')
+      yield 'classifier_baseline_b2a', baseline_b2a
     acc_a, acc_b = 1.0 - baseline_a2b, 1.0 - baseline_b2a
     yield 'classifier_accuracy', (acc_a * len(data.a) + acc_b * len(data.b)) / (
         len(data.a) + len(data.b))

@@ -30,6 +30,8 @@ class Evaluator:
       return
     for direction, fake, source, target in (('a2b', tr.fake_b, data.a, data.b),
                                             ('b2a', tr.fake_a, data.b, data.a)):
+      if fake is None:  # the model has no such generator
+        continue
       target = images_lib.rgb_array(target)
       res = metrics_lib.fid_kid(target, images_lib.rgb_array(fake), self.extractor,
                                 seed=self.seed)

@@ -21,7 +21,8 @@ class Evaluator:
     self.seed = int(context.config.eval.seed)
 
   def run(self, data, tr):
-    yield 'swd_a2b', distance(tr.fake_b, data.b, self.seed)
-    yield 'swd_baseline_a2b', distance(data.a, data.b, self.seed)
-    yield 'swd_b2a', distance(tr.fake_a, data.a, self.seed)
-    yield 'swd_baseline_b2a', distance(data.b, data.a, self.seed)
+    for direction, fake, source, target in (('a2b', tr.fake_b, data.a, data.b),
+                                            ('b2a', tr.fake_a, data.b, data.a)):
+      if fake is not None:  # None: the model has no such generator
+        yield f'swd_{direction}', distance(fake, target, self.seed)
+        yield f'swd_baseline_{direction}', distance(source, target, self.seed)
