@@ -6,7 +6,7 @@ exports one generator (random weights with the reference's init, normal(0, 0.02)
 SavedModel TF Serving runs, LiteRT files at size x size (float32, float16, int8) and an ONNX
 file, then times each runtime in a process of its own (so the peak memory is its own), batch 1:
 the SavedModel's serving_default (TensorFlow), the LiteRT interpreter (XNNPACK), ONNX Runtime
-(CPU provider), the export graph in TensorFlow (edge_export.edge_copy: to tell the graph's share
+(CPU provider), the export graph in TensorFlow (edge_graph.edge_copy: to tell the graph's share
 from the runtime's) and, when torch is installed, the reference's generator in PyTorch
 (benchmarks/reference_torch.py) in eval mode under torch.no_grad. Every runtime uses all cores.
 
@@ -69,14 +69,14 @@ def _runner(runtime, models, size, threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     x = tf.constant(images)
     if runtime == 'tf_saved_model':
-      from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
-      model = export.load_serving_model(models['saved_model'])
+      from cyclegan_tf.deploy import serving_model  # pylint: disable=g-import-not-at-top
+      model = serving_model.load_serving_model(models['saved_model'])
       return lambda: model(x).numpy()
-    from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top
+    from cyclegan_tf.deploy import edge_graph  # pylint: disable=g-import-not-at-top
     from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top
     generator = networks.define_G(3, 3, models['ngf'], models['netG'], gemm_last_conv=False)
     generator.load_weights(models['weights'])
-    copy = edge_export.edge_copy(generator)
+    copy = edge_graph.edge_copy(generator)
     fn = tf.function(lambda images: copy(images, training=False))
     return lambda: fn(x).numpy()
   from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top

@@ -9,10 +9,13 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-# The repository root, so `pytest` works without installing the package.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-  sys.path.insert(0, REPO_ROOT)
+# The repository root, so `pytest` works without installing the package; tests/, so the
+# tests of each package (tests/<package>/) import this module and the shared helpers.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+for _path in (TESTS_DIR, REPO_ROOT):
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

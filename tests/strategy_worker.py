@@ -1,4 +1,4 @@
-"""Distribution-strategy runs for tests/test_distribute.py, one job per process.
+"""Distribution-strategy runs for tests/training/test_distribute.py, one job per process.
 
 A strategy test needs its own process: logical CPU devices must be configured before TF
 initialises, and a MultiWorkerMirroredStrategy worker is a process of its own. Jobs:

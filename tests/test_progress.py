@@ -5,7 +5,7 @@ import types
 import pytest
 
 from cyclegan_tf import progress
-from cyclegan_tf.training import train
+from cyclegan_tf.training import reporting
 
 
 def test_format_duration_prints_days():
@@ -35,7 +35,7 @@ def test_the_first_interval_of_images_per_sec_excludes_tracing():
   now = [0.0]
   waited = []
   trainer = types.SimpleNamespace(step=types.SimpleNamespace(numpy=lambda: waited.append(1)))
-  p = train._Progress(batch_size=2, clock=lambda: now[0])  # pylint: disable=protected-access
+  p = reporting.Progress(batch_size=2, clock=lambda: now[0])
   now[0] = 40.0  # the first step traced for 40 s
   p.step_done(trainer)
   assert waited == [1]

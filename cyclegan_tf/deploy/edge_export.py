@@ -20,14 +20,9 @@ LiteRT precisions (TFLiteConverter, builtin ops only, so the plain interpreter r
 ``int8``: dynamic-range quantization (int8 weights, activations quantized per run; a quarter of
 the size). ONNX: float32 through tf2onnx at ONNX_OPSET by default, the newest it writes.
 
-What the converters get. Not the SavedModel's serving graph, but the same float32 generator
-(inference.inference_copy: plain last conv, so no While / TensorList ops) with each instance
-norm written as means over W, then H, of the 4-D tensor (edge_copy; the same maths). Keras'
-GroupNormalization reshapes to 5-D first, which LiteRT's XNNPACK delegate and ONNX Runtime ran
-about twice slower, and one mean over H x W values loses precision in LiteRT (_spatial_mean). The traced functions are converted with
-TFLiteConverter.from_concrete_functions (from_keras_model fails on Keras 3) and
-tf2onnx.convert.from_function. The SavedModel's ``translate_image`` (encoded images) signature
-is not converted: it uses tf.map_fn.
+What the converters get: edge_graph.py (the same float32 generator with instance norms the
+converters run well). The SavedModel's ``translate_image`` (encoded images) signature is not
+converted: it uses tf.map_fn.
 """
 
 import json
@@ -35,13 +30,11 @@ import logging
 import os
 import shutil
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
-from cyclegan_tf.models import inference
-from cyclegan_tf.models import custom_layers
+from cyclegan_tf.deploy import edge_graph
 from cyclegan_tf.deploy import runtimes
 from cyclegan_tf.data import synthetic
 
@@ -49,12 +42,12 @@ FORMATS = ('saved_model', 'litert', 'onnx')
 EDGE_FORMATS = ('litert', 'onnx')
 PRECISIONS = ('float32', 'float16', 'int8')
 ONNX_OPSET = 18  # the newest opset tf2onnx 1.17 writes
-INPUT_NAME = 'images'
-OUTPUT_NAME = 'translated'
+INPUT_NAME = edge_graph.INPUT_NAME
+OUTPUT_NAME = edge_graph.OUTPUT_NAME
 SIGNATURE = 'serving_default'
 INSTALL_HINT = 'pip install -e ".[edge]" (ai-edge-litert, tf2onnx, onnxruntime)'
 # Bounds on the export-time check (max abs error vs the Keras generator, [-1, 1] images) above
-# which export logs a warning: tests/test_edge_export.py asserts the same bounds.
+# which export logs a warning: tests/deploy/test_edge_export.py asserts the same bounds.
 MAX_ABS_ERROR = {'float32': 1e-4, 'float16': 1e-2}
 CHECK_SEED = 12345
 
@@ -91,89 +84,6 @@ def check_size(size, multiple, min_size, field='export.litert_sizes'):
       raise configuration.ConfigError(
           f'config.{field}: {size[0]}x{size[1]} does not fit the generator: sides must be '
           f'multiples of {multiple} of at least {min_size}; use {up} instead of {side}.')
-
-
-# ---------------------------------------------------------------------------------------------
-# The generator the converters get.
-
-
-def _spatial_mean(x):
-  """Mean over H and W of [N, H, W, C] as a mean over W, then over H. LiteRT's MEAN sums in
-  float32 one value after another: with one mean over 256x256 values, a resnet_9blocks (ngf
-  64, random weights) at 256 px came out 7e-4 off a float64 run (Keras float32: 1.8e-4); with
-  two means of at most max(H, W) values, 1.7e-5 (tests/test_edge_export.py checks it at 256 px)."""
-  return tf.reduce_mean(tf.reduce_mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
-
-
-class SpatialInstanceNorm(keras.layers.Layer):
-  """Instance norm without affine parameters on [N, H, W, C]: (x - mean) / sqrt(var + eps) with
-  mean and (biased) variance over H and W, as the reference's InstanceNorm2d (eps 1e-5), on the
-  4-D tensor."""
-
-  def __init__(self, epsilon=1e-5, **kwargs):
-    super().__init__(**kwargs)
-    self.epsilon = epsilon
-
-  def call(self, x):
-    centred = x - _spatial_mean(x)
-    variance = _spatial_mean(tf.square(centred))
-    return centred * tf.math.rsqrt(variance + self.epsilon)
-
-  def get_config(self):
-    return {**super().get_config(), 'epsilon': self.epsilon}
-
-
-def _is_plain_instance_norm(layer):
-  return isinstance(layer, custom_layers.InstanceNormalization)
-
-
-def edge_copy(generator):
-  """The generator as the converters get it: float32, plain last conv, instance norms as
-  SpatialInstanceNorm; the same weights and layer names (max abs difference ~1e-5)."""
-  generator = inference.inference_copy(generator)
-
-  def clone(layer):
-    if _is_plain_instance_norm(layer):
-      return SpatialInstanceNorm(layer.epsilon, name=layer.name)
-    return layer.__class__.from_config(layer.get_config())
-
-  copy = keras.models.clone_model(generator, clone_function=clone)
-  copy.set_weights(generator.get_weights())
-  return copy
-
-
-class _Functions:
-  """The traced functions to convert, over one tf.Module that tracks the variables."""
-
-  def __init__(self, generator, netG=None):
-    self.module = inference.PaddedGenerator(edge_copy(generator), netG)
-    self.channels = self.module.input_channels
-    self._generator, self._netG, self._reference = generator, netG, None
-
-  def reference(self, images):
-    """The generator itself (as the SavedModel runs it) on any size: what checks compare with."""
-    if self._reference is None:
-      self._reference = inference.PaddedGenerator(self._generator, self._netG)
-    return self._reference.translate(images).numpy()
-
-  def fixed(self, height, width):
-    """Batch 1 at exactly height x width (a size the generator keeps: no padding)."""
-    spec = tf.TensorSpec([1, height, width, self.channels], tf.float32, name=INPUT_NAME)
-    fn = tf.function(lambda images: {OUTPUT_NAME: self.module.generator(images, training=False)},
-                     input_signature=[spec], autograph=False)
-    return fn, [spec]
-
-  def dynamic(self):
-    """Any batch and size: padded to the size multiple inside the graph and cropped back."""
-    spec = tf.TensorSpec([None, None, None, self.channels], tf.float32, name=INPUT_NAME)
-    module = self.module
-
-    def translate(images):
-      padded, box = inference.pad_to_multiple(images, module.multiple, module.min_size)
-      return {OUTPUT_NAME: inference.crop_padding(module.generator(padded, training=False), box)}
-
-    fn = tf.function(translate, input_signature=[spec], autograph=False)
-    return fn, [spec]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +236,7 @@ def export_litert(generator, base, model_name, netG=None, sizes=((256, 256),),
   scenes per file are compared with the Keras generator (model.json 'check'; 0: none).
   staged: see _write_folder (the folder is left under its temporary name for the caller).
   """
-  functions = _Functions(generator, netG)
+  functions = edge_graph.Functions(generator, netG)
   module = functions.module
   for size in sizes:
     check_size(size, module.multiple, module.min_size)
@@ -370,7 +280,7 @@ def export_onnx(generator, base, model_name, netG=None, opset=ONNX_OPSET, step=N
 
   staged: see _write_folder (the folder is left under its temporary name for the caller).
   """
-  functions = _Functions(generator, netG)
+  functions = edge_graph.Functions(generator, netG)
   module = functions.module
   tf2onnx = _import_tf2onnx()
   runtimes.import_runtime('onnx')

@@ -32,7 +32,7 @@ the whole image, downscaled so that its longer side is at most `stats_size` (def
 tile_size), records every instance-norm layer's mean and variance, and every tile is then
 translated with those fixed values (inference.run_generator). Measured on a 128x160 image with a
 random-weight resnet_6blocks (ngf 8), 96-px tiles overlapping by 32 px, outputs in [-1, 1]
-(tests/test_translate.py), the mean absolute difference to whole-image translation is 0.047
+(tests/deploy/test_translate.py), the mean absolute difference to whole-image translation is 0.047
 with the default statistics (a pass downscaled 1.67x to the tile size), 0.0085 with
 full-resolution statistics (stats_size >= the image; what is left comes from the tiles'
 borders, and shrinks with more overlap), and 0.12 without shared statistics (every tile
@@ -56,6 +56,7 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import family
@@ -102,7 +103,7 @@ class Translator:
 
   @classmethod
   def from_saved_model(cls, path):
-    model = export.load_serving_model(path)
+    model = serving_model.load_serving_model(path)
     shared = model.supports_shared_statistics
     if not shared:
       logging.warning('%s has no norm_statistics functions: large images are tiled without '

@@ -3,7 +3,7 @@ PyTorch's padded convs as one layer each (less memory), instance norm as a
 fused kernel, a LeakyReLU whose gradient lets grappler fuse convolutions, a crop with a fast
 gradient, and the GEMM form of a few-output conv.
 
-Each computes what its PyTorch counterpart computes (tests/test_networks.py compares them with
+Each computes what its PyTorch counterpart computes (tests/models/test_networks.py compares them with
 numpy and PyTorch); none holds weights beyond a Conv2D's.
 """
 

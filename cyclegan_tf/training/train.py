@@ -19,29 +19,23 @@ a start that fails its checks leaves nothing that blocks the corrected command. 
 import contextlib
 import dataclasses
 import signal
-import time
 
 from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf import distribute
 from cyclegan_tf.evaluation import evaluate
-from cyclegan_tf.data import images
 from cyclegan_tf.training import init_from
+from cyclegan_tf.training import reporting
 from cyclegan_tf.data import input_pipeline
-from cyclegan_tf.evaluation import plots
 from cyclegan_tf.models import precision as precision_lib
-from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
 from cyclegan_tf.training import schedules
 from cyclegan_tf.training import train_state as train_state_lib
 
 NonFiniteLossError = train_state_lib.NonFiniteLossError
-SAMPLE_IMAGES = 4  # test images per domain in image summaries and sample grids
-EXPLOSION_FACTOR = 1e6  # a finite loss this many times its first logged value is diverging
 
 
 class _StopSignal:
@@ -91,108 +85,6 @@ def _due(step, epoch_step, config, steps_per_epoch, total_steps):
               end_of_epoch=end_of_epoch,
               save=step % c.checkpoint_every_steps == 0 or end_of_epoch or last,
               evaluate=bool(c.eval_every_steps) and step % c.eval_every_steps == 0)
-
-
-class _Progress:
-  """images/s and ETA between log lines. The clock starts once the first step of this process
-  (which traces the graph) has finished, so tracing never counts as training time."""
-
-  def __init__(self, batch_size, clock=time.time):
-    self.batch_size = batch_size
-    self.clock = clock
-    self.start = None
-    self.steps = 0
-
-  def step_done(self, state):
-    if self.start is None:
-      state.step.numpy()  # waits for the first (tracing) step, once
-      self.pause()
-    else:
-      self.steps += 1
-
-  def pause(self):
-    """Restarts the interval: keeps what follows (evaluation, saving) out of images/s."""
-    self.start, self.steps = self.clock(), 0
-
-  def interval(self):
-    """(images/s, seconds per step) of the interval, or (None, None) if it has no step."""
-    seconds_per_step = (self.clock() - self.start) / self.steps if self.steps else None
-    return (self.batch_size / seconds_per_step if seconds_per_step else None), seconds_per_step
-
-
-class _ExplosionWatch:
-  """Warns once per loss term whose mean grows past EXPLOSION_FACTOR x its first logged value
-  while still finite: the run is diverging before any NaN stops it."""
-
-  def __init__(self):
-    self.first = {}
-    self.warned = set()
-
-  def check(self, means, step):
-    for name, value in means.items():
-      first = self.first.setdefault(name, abs(value))
-      if (name not in self.warned and first > 0 and np.isfinite(value) and
-          abs(value) > EXPLOSION_FACTOR * first):
-        self.warned.add(name)
-        logging.warning(
-            'Loss %s is %.3g at step %d, %.0e times its first logged value %.3g: training is '
-            'diverging. Stop it (Ctrl-C saves a checkpoint) and continue from an earlier '
-            'checkpoint with a lower --config.train.lr (see the docs: training and resume).',
-            name, value, step, abs(value) / first, first)
-
-
-def _log(state, writer, step, total, epoch, lr, progress, watch):
-  """Fetches the mean losses since the last log (raising on NaN / Inf) and logs them."""
-  means = state.fetch_losses()
-  watch.check(means, step)
-  speed, seconds_per_step = progress.interval()
-  progress.pause()
-  eta = progress_lib.format_duration((total - step) * seconds_per_step) if seconds_per_step else '?'
-  c = state.config.train
-  # Epochs are numbered as the reference numbers them: from epoch_count to the schedule's end.
-  logging.info('step %d/%d epoch %d/%d  %s  lr %.2e  %s images/s  ETA %s', step, total,
-               c.epoch_count + epoch, c.n_epochs + c.n_epochs_decay,
-               ' '.join(f'{k} {v:.3f}' for k, v in means.items()), lr,
-               f'{speed:.2f}' if speed else '?', eta)
-  with writer.as_default(step=step):
-    for k, v in means.items():
-      tf.summary.scalar(f'loss/{k}', v)
-    tf.summary.scalar('learning_rate/G', lr)
-    tf.summary.scalar('learning_rate/D', lr)
-    if speed:
-      tf.summary.scalar('images_per_sec', speed)
-
-
-def _first_test_images(pipeline, domain, count):
-  """Up to `count` test images of a domain that share the first one's size (preprocess none /
-  scale_width keep each image's own size; a batch needs one)."""
-  found = []
-  for image in pipeline.test_dataset(domain).as_numpy_iterator():
-    if not found or image.shape == found[0].shape:
-      found.append(image)
-    if len(found) == count:
-      break
-  return found
-
-
-def _fixed_samples(pipeline, count=SAMPLE_IMAGES):
-  """A few test images per domain for image summaries and sample grids."""
-  a = _first_test_images(pipeline, 'A', count)
-  b = _first_test_images(pipeline, 'B', count)
-  n = min(len(a), len(b))
-  return tf.constant(np.stack(a[:n])), tf.constant(np.stack(b[:n]))
-
-
-def _write_samples(state, samples, writer, workdir, step, chief):
-  """Image summaries and samples/step_N.png (the model's VISUAL_NAMES side by side; for
-  cycle_gan real | translated | reconstructed, both ways)."""
-  out = {k: v.numpy() for k, v in state.visuals(*samples).items()}
-  with writer.as_default(step=step):
-    for name, value in out.items():
-      tf.summary.image(name, images.rgb_array((value + 1.0) / 2.0), max_outputs=len(value))
-  if chief:
-    grid = plots.mosaic([out[k] for k in state.model.VISUAL_NAMES])
-    run_dir.write_bytes(run_dir.samples_path(workdir, step), tf.io.encode_png(grid).numpy())
 
 
 def _side_task(what, step, function, *args):
@@ -346,11 +238,11 @@ def _train(config, workdir, strategy, chief):
   if step == 0:
     with writer.as_default(step=0):
       tf.summary.text('config', '```\n' + configuration.to_json(config) + '\n```')
-  samples = _fixed_samples(pipeline)
+  samples = reporting.fixed_samples(pipeline)
   # Built now, so a bad config.eval fails before training; it loads its models on first use.
   evaluator = evaluate.Evaluator(config, pipeline, workdir) if c.eval_every_steps else None
-  progress = _Progress(c.batch_size)
-  watch = _ExplosionWatch()
+  progress = reporting.Progress(c.batch_size)
+  watch = reporting.ExplosionWatch()
   last_saved = step if latest else None
 
   def save(reason):
@@ -383,9 +275,9 @@ def _train(config, workdir, strategy, chief):
           if due.fetches or due.end_of_epoch or stopping:
             _check_finite(state)  # before anything is written from these weights
           if due.log:
-            _log(state, writer, step, total, epoch, lr, progress, watch)
+            reporting.log_losses(state, writer, step, total, epoch, lr, progress, watch)
           if due.images:
-            _side_task('Sample images', step, _write_samples, state, samples, writer,
+            _side_task('Sample images', step, reporting.write_samples, state, samples, writer,
                        workdir, step, chief)
           if due.end_of_epoch:
             state.end_epoch()

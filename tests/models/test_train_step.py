@@ -206,7 +206,8 @@ def test_generator_gradients_hold_one_group_of_activations_at_a_time():
   code = ('import sys; import tensorflow as tf; '
           'tf.config.threading.set_inter_op_parallelism_threads(1); '
           'tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True}); '
-          f'sys.path[:0] = [{os.path.dirname(os.path.abspath(__file__))!r}, {REPO_ROOT!r}]; '
+          f'sys.path[:0] = [{os.path.dirname(os.path.abspath(__file__))!r}, {conftest.TESTS_DIR!r}, '
+          f'{REPO_ROOT!r}]; '
           'import test_train_step; print(*test_train_step._generator_gradient_peaks())')
   done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                         timeout=600, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})

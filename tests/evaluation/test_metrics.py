@@ -7,6 +7,7 @@ import scipy.ndimage
 import scipy.stats
 
 from cyclegan_tf.evaluation import metrics as M
+from cyclegan_tf.evaluation import sliced_wasserstein as SW
 
 
 # ---------------------------------------------------------------------------
@@ -44,16 +45,16 @@ def _per_set_normalised_swd(images, target, seed=0):
   """ProGAN's original variant: each descriptor set normalised by its OWN stats."""
   num_levels = 3  # 64 -> 32 -> 16 px
   rng_dirs = np.random.default_rng(seed + 1)
-  pyr_a = M.laplacian_pyramid(images, num_levels)
-  pyr_b = M.laplacian_pyramid(target, num_levels)
+  pyr_a = SW.laplacian_pyramid(images, num_levels)
+  pyr_b = SW.laplacian_pyramid(target, num_levels)
   dists = []
   for lvl_a, lvl_b in zip(pyr_a, pyr_b):
     descs = []
     for lvl in (lvl_a, lvl_b):
-      d = M.sample_patch_descriptors(lvl, 128, 7, np.random.default_rng(seed))
+      d = SW.sample_patch_descriptors(lvl, 128, 7, np.random.default_rng(seed))
       d = (d - d.mean(axis=(0, 1, 2))) / d.std(axis=(0, 1, 2))
       descs.append(d.reshape(d.shape[0], -1))
-    dists.append(1e3 * M.sliced_wasserstein(descs[0], descs[1], 4, 128, rng_dirs))
+    dists.append(1e3 * SW.sliced_wasserstein(descs[0], descs[1], 4, 128, rng_dirs))
   return float(np.mean(dists))
 
 
@@ -64,17 +65,17 @@ def _per_set_normalised_swd(images, target, seed=0):
 
 def test_laplacian_pyramid_shapes_and_reconstruction():
   x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-  pyr = M.laplacian_pyramid(x, 3)
+  pyr = SW.laplacian_pyramid(x, 3)
   assert [p.shape for p in pyr] == [(2, 64, 64, 3), (2, 32, 32, 3), (2, 16, 16, 3)]
   rec = pyr[-1]
   for level in pyr[-2::-1]:
-    rec = M._pyr_up(rec, level.shape[1:3]) + level
+    rec = SW._pyr_up(rec, level.shape[1:3]) + level
   np.testing.assert_allclose(rec, x, atol=1e-5)
   # Odd sizes: 33 -> 17, upsampled 34 is cropped to 33.
   y = x[:, :33, :33]
-  pyr = M.laplacian_pyramid(y, 2)
+  pyr = SW.laplacian_pyramid(y, 2)
   assert [p.shape[1] for p in pyr] == [33, 17]
-  np.testing.assert_allclose(M._pyr_up(pyr[1], (33, 33)) + pyr[0], y, atol=1e-5)
+  np.testing.assert_allclose(SW._pyr_up(pyr[1], (33, 33)) + pyr[0], y, atol=1e-5)
 
 
 def test_pyr_down_matches_progan_2d_filter():
@@ -83,7 +84,7 @@ def test_pyr_down_matches_progan_2d_filter():
   k1 = np.array([1, 4, 6, 4, 1], np.float32) / 16
   k2 = np.outer(k1, k1)
   ref = scipy.ndimage.convolve(x, k2[None, :, :, None], mode='mirror')[:, ::2, ::2, :]
-  np.testing.assert_allclose(M._pyr_down(x), ref, atol=1e-6)
+  np.testing.assert_allclose(SW._pyr_down(x), ref, atol=1e-6)
 
 
 def test_sliced_wasserstein_1d_matches_scipy_for_unequal_sizes():
@@ -91,23 +92,23 @@ def test_sliced_wasserstein_1d_matches_scipy_for_unequal_sizes():
   a = rng.standard_normal(37)
   b = rng.standard_normal(53) * 1.5 + 0.4
   # A single direction in 1-D is +-1, and W1 is sign invariant.
-  got = M.sliced_wasserstein(a[:, None], b[:, None], 2, 3, rng)
+  got = SW.sliced_wasserstein(a[:, None], b[:, None], 2, 3, rng)
   assert got == pytest.approx(scipy.stats.wasserstein_distance(a, b), rel=1e-5)
   c = rng.standard_normal(53)
-  got = M.sliced_wasserstein(c[:, None], b[:, None], 1, 1, rng)
+  got = SW.sliced_wasserstein(c[:, None], b[:, None], 1, 1, rng)
   assert got == pytest.approx(scipy.stats.wasserstein_distance(c, b), rel=1e-5)
   # Many rows at once (the unequal-size path works in row chunks).
   u = np.sort(rng.standard_normal((40, 20)), axis=1)
   v = np.sort(rng.standard_normal((40, 31)) + 0.2, axis=1)
   expected = [scipy.stats.wasserstein_distance(u[j], v[j]) for j in range(40)]
-  np.testing.assert_allclose(M._wasserstein_1d_sorted(u, v), expected, rtol=1e-9)
+  np.testing.assert_allclose(SW._wasserstein_1d_sorted(u, v), expected, rtol=1e-9)
 
 
 def test_swd_identical_vs_colour_shift(real):
-  ident = M.sliced_wasserstein_distance(real, real)
+  ident = SW.sliced_wasserstein_distance(real, real)
   shifted = real.copy()
   shifted[..., 0] += 0.3
-  shift = M.sliced_wasserstein_distance(shifted, real)
+  shift = SW.sliced_wasserstein_distance(shifted, real)
   assert len(ident['levels']) == len(shift['levels']) == 3  # 64, 32, 16 px
   assert shift['mean'] == pytest.approx(np.mean(shift['levels']))
   assert ident['mean'] < 1e-3 * shift['mean']
@@ -119,7 +120,7 @@ def test_swd_identical_vs_colour_shift(real):
 
 def test_swd_blur_hits_fine_levels_more(real):
   blurred = scipy.ndimage.gaussian_filter(real, (0, 1.0, 1.0, 0))
-  res = M.sliced_wasserstein_distance(blurred, real)['levels']
+  res = SW.sliced_wasserstein_distance(blurred, real)['levels']
   assert res[0] > 100.0
   assert res[0] > 3.0 * res[-1]
   assert res[0] > res[1] > res[2]
@@ -129,8 +130,8 @@ def test_swd_target_normalisation_exposes_global_shift(real, other):
   """Per-channel contrast + colour change: hidden by per-set normalisation, not by ours."""
   transformed = other * 0.5 + np.array([0.3, 0.0, -0.2], np.float32)
 
-  ours_same = M.sliced_wasserstein_distance(other, real)['mean']
-  ours_shift = M.sliced_wasserstein_distance(transformed, real)['mean']
+  ours_same = SW.sliced_wasserstein_distance(other, real)['mean']
+  ours_shift = SW.sliced_wasserstein_distance(transformed, real)['mean']
   assert ours_shift > 3.0 * ours_same
 
   per_set_same = _per_set_normalised_swd(other, real)
@@ -141,35 +142,35 @@ def test_swd_target_normalisation_exposes_global_shift(real, other):
 
 
 def test_swd_deterministic_and_seed_dependent(real, other):
-  a = M.sliced_wasserstein_distance(other, real, seed=3)
-  b = M.sliced_wasserstein_distance(other, real, seed=3)
-  c = M.sliced_wasserstein_distance(other, real, seed=4)
+  a = SW.sliced_wasserstein_distance(other, real, seed=3)
+  b = SW.sliced_wasserstein_distance(other, real, seed=3)
+  c = SW.sliced_wasserstein_distance(other, real, seed=4)
   assert a == b
   assert a['levels'] != c['levels']
 
 
 def test_swd_different_set_sizes(real, other):
-  res = M.sliced_wasserstein_distance(other[:5], real)
+  res = SW.sliced_wasserstein_distance(other[:5], real)
   assert len(res['levels']) == 3
   assert np.all(np.isfinite(res['levels']))
   shifted = other[:5].copy()
   shifted[..., 2] -= 0.4
-  assert M.sliced_wasserstein_distance(shifted, real)['mean'] > 2 * res['mean']
+  assert SW.sliced_wasserstein_distance(shifted, real)['mean'] > 2 * res['mean']
 
 
 def test_swd_bad_sizes_raise(real):
   with pytest.raises(ValueError, match='resize'):
-    M.sliced_wasserstein_distance(real[:, :32, :32], real)
+    SW.sliced_wasserstein_distance(real[:, :32, :32], real)
   small = real[:, :12, :12]
   with pytest.raises(ValueError, match='min_size'):
-    M.sliced_wasserstein_distance(small, small)
+    SW.sliced_wasserstein_distance(small, small)
   with pytest.raises(ValueError, match=r'\[N, H, W, 3\]'):
-    M.sliced_wasserstein_distance(real[..., :1], real[..., :1])
+    SW.sliced_wasserstein_distance(real[..., :1], real[..., :1])
 
 
 def test_swd_level_count_for_non_power_of_two():
   x = _textures(2, size=64, seed=5)[:, :48, :48]
-  assert len(M.sliced_wasserstein_distance(x, x, patches_per_image=8)['levels']) == 2
+  assert len(SW.sliced_wasserstein_distance(x, x, patches_per_image=8)['levels']) == 2
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ torch = pytest.importorskip('torch', reason='PyTorch is not installed: --mode=pr
 from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import serving_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.deploy import pretrained  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.data import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -128,7 +128,7 @@ def test_fetch_downloads_converts_and_matches_the_reference(server, tmp_path, de
   assert 'horse2zebra.pth: ' in caplog.text and 'bytes/s' in caplog.text  # progress lines
 
   scene = synthetic.make_split('test', 1, 32)['A'].astype(np.float32) / 127.5 - 1
-  ours = export.load_serving_model(str(out / 'cyclegan_a2b'))(scene).numpy()
+  ours = serving_model.load_serving_model(str(out / 'cyclegan_a2b'))(scene).numpy()
   assert np.max(np.abs(ours - ref.run(server.horse_net, scene))) < 1e-4
 
   config.pretrained.base_url = _closed_port_url()

@@ -35,8 +35,7 @@ from cyclegan_tf import distribute
 
 pytestmark = pytest.mark.slow  # worker processes
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, 'strategy_worker.py')
+WORKER = os.path.join(conftest.TESTS_DIR, 'strategy_worker.py')
 TIMEOUT_S = 900
 
 

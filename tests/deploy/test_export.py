@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import networks
 
@@ -146,7 +147,7 @@ def test_saved_model_cli_show_and_run_both_signatures(exported_run, tmp_path):
 
 @pytest.fixture(scope='module')
 def a2b_v1(exported_run):
-  return export.load_serving_model(exported_run.paths['cyclegan_a2b'])
+  return serving_model.load_serving_model(exported_run.paths['cyclegan_a2b'])
 
 
 def test_serving_default_equals_keras_on_valid_sizes(exported_run, a2b_v1):
@@ -177,7 +178,7 @@ def test_a_single_pixel_comes_back_as_a_single_pixel(a2b_v1):
 
 
 def test_mixed_precision_generator_is_exported_in_float32(exported_run):
-  b2a = export.load_serving_model(os.path.join(exported_run.export_dir, 'cyclegan_b2a'))
+  b2a = serving_model.load_serving_model(os.path.join(exported_run.export_dir, 'cyclegan_b2a'))
   x = _images((1, 16, 24, 3), seed=4)
   out = b2a(x)
   assert out.dtype == tf.float32
@@ -221,7 +222,7 @@ def test_reexport_adds_a_version_and_the_loader_picks_the_newest(exported_run, t
                                  'cyclegan_a2b', 'resnet_6blocks')
   assert path == os.path.join(base, '2')
   assert export.list_versions(base) == [1, 2]
-  newest = export.load_serving_model(base)
+  newest = serving_model.load_serving_model(base)
   assert newest.version == 2 and newest.path == path
   assert export.resolve_version_dir(os.path.join(base, '1')) == (os.path.join(base, '1'), 1)
   with pytest.raises(FileExistsError):
@@ -243,7 +244,7 @@ def test_next_version_and_resolve_version_dir(tmp_path):
   with pytest.raises(FileNotFoundError, match='no version 1'):
     export.resolve_version_dir(str(base), version=1)
   with pytest.raises(FileNotFoundError, match='No such directory'):
-    export.load_serving_model(str(tmp_path / 'missing'))
+    serving_model.load_serving_model(str(tmp_path / 'missing'))
 
 
 def test_translate_image_signature_turns_phone_photos_upright(a2b_v1):

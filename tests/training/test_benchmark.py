@@ -20,7 +20,7 @@ import tensorflow as tf
 from cyclegan_tf.training import benchmark
 from cyclegan_tf import hardware
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT
 TINY_FLAGS = ('--config.model.netG=resnet_6blocks', '--config.model.ngf=4',
               '--config.model.ndf=4', '--config.data.crop_size=32', '--config.data.load_size=36',
               '--config.data.synthetic_train_size=4', '--config.data.synthetic_test_size=2')

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan_tf import configuration
-from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import networks
 from cyclegan_tf import run_dir
@@ -168,7 +168,7 @@ def test_translate_paths_from_an_export_keeps_sizes_and_names(exported_run, tmp_
   for name, (h, w) in [('odd.png', (21, 30)), ('photo.png', (17, 9)), ('gray.png', (8, 12))]:
     assert _read_png(out / name).shape == (h, w, 3)
   # An image within the tile size is exactly what the export's translate_image returns.
-  model = export.load_serving_model(os.path.join(exported_run.export_dir, 'cyclegan_a2b'))
+  model = serving_model.load_serving_model(os.path.join(exported_run.export_dir, 'cyclegan_a2b'))
   with open(folder / 'gray.png', 'rb') as f:
     served = model.translate_bytes([f.read()])[0]
   np.testing.assert_array_equal(_read_png(out / 'gray.png'), tf.io.decode_png(served).numpy())

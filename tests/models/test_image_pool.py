@@ -1,7 +1,7 @@
 """The image pool's semantics on one replica: the reference's ImagePool.query, in TF variables,
 for images of one size and of varying sizes (stored padded, returned at their own size).
 
-Per-replica pools under MirroredStrategy: tests/test_distribute.py."""
+Per-replica pools under MirroredStrategy: tests/training/test_distribute.py."""
 
 import numpy as np
 import pytest

@@ -24,10 +24,9 @@ from cyclegan_tf.deploy import convert  # pylint: disable=g-import-not-at-top,wr
 from cyclegan_tf.models import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks import reference_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top,wrong-import-position
 MAX_ABS_ERROR = 1e-4
 torch.set_num_threads(1)
 

@@ -15,6 +15,7 @@ from conftest import tiny_config
 from cyclegan_tf import configuration
 from cyclegan_tf import run_dir
 from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.deploy import translate
 from cyclegan_tf.evaluation import evaluate
 from cyclegan_tf.models import base
@@ -116,7 +117,7 @@ def test_a_second_model_trains_resumes_exports_evaluates_and_translates(one_way_
 
   paths = export.export_run(_config(), workdir)
   assert set(paths) == {'cyclegan_a2b'}
-  served = export.load_serving_model(paths['cyclegan_a2b'])
+  served = serving_model.load_serving_model(paths['cyclegan_a2b'])
   images = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
   np.testing.assert_allclose(served(images).numpy(), nets['G'](images).numpy(), atol=1e-5)
 

@@ -23,6 +23,7 @@ from cyclegan_tf import configuration
 from cyclegan_tf.models import cycle_gan
 from cyclegan_tf.models import losses
 from cyclegan_tf import run_dir
+from cyclegan_tf.training import reporting
 from cyclegan_tf.training import train
 
 
@@ -400,7 +401,7 @@ def test_rerunning_a_finished_run_says_how_to_extend_it(trained_run, tmp_path, c
 def test_a_failing_side_task_is_logged_and_training_goes_on(tmp_path, monkeypatch, caplog):
   def broken(*args):
     raise RuntimeError('summary writer exploded')
-  monkeypatch.setattr(train, '_write_samples', broken)
+  monkeypatch.setattr(reporting, 'write_samples', broken)
   config = tiny_config(**{'train.max_steps': 4, 'train.image_every_steps': 2})
   workdir = str(tmp_path / 'run')
   with caplog.at_level(logging.INFO, logger='absl'):
@@ -413,7 +414,7 @@ def test_a_failing_side_task_is_logged_and_training_goes_on(tmp_path, monkeypatc
 def test_images_of_their_own_sizes_train_and_evaluate(tmp_path):
   """preprocess none (the reference's test-time mode, also used to train): every image keeps
   its size, rounded to multiples of 4; batch 1 and no pool. Summaries and evaluation run on
-  the mixed sizes (exports take any size: tests/test_export.py)."""
+  the mixed sizes (exports take any size: tests/deploy/test_export.py)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   for split, sizes in [('trainA', [(32, 24), (24, 36), (30, 30)]), ('trainB', [(28, 32)]),
@@ -492,7 +493,7 @@ def test_a_changed_train_set_keeps_the_epoch_and_the_learning_rate(tmp_path, cap
 
 
 def test_a_loss_growing_a_million_times_is_warned_once(caplog):
-  watch = train._ExplosionWatch()  # pylint: disable=protected-access
+  watch = reporting.ExplosionWatch()
   with caplog.at_level(logging.WARNING, logger='absl'):
     watch.check({'G_A': 0.5, 'D_A': 0.25}, 10)
     watch.check({'G_A': 4e5, 'D_A': 0.2}, 20)  # 8e5 x: not yet

@@ -25,6 +25,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.deploy import edge_export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cyclegan_tf.deploy import edge_graph  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.data import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.models import inference  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -155,7 +156,7 @@ def test_litert_has_no_while_or_flex_ops_even_from_the_training_generator(tmp_pa
   sees no While / TensorList op and needs no Select TF op."""
   trained_form = networks.define_G(3, 3, 4, 'resnet_6blocks', seed=1, gemm_last_conv=True)
   assert any(isinstance(l, custom_layers.FewOutputConv2D) for l in trained_form.layers)
-  functions = edge_export._Functions(trained_form)  # pylint: disable=protected-access
+  functions = edge_graph.Functions(trained_form)
   fn, _ = functions.fixed(16, 16)
   content = edge_export.litert_bytes(fn, functions.module, 'float32')
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
@@ -166,8 +167,8 @@ def test_litert_has_no_while_or_flex_ops_even_from_the_training_generator(tmp_pa
 
 def test_edge_copy_is_the_same_function():
   generator = networks.define_G(3, 3, 4, 'resnet_6blocks', seed=2)
-  copy = edge_export.edge_copy(generator)
-  assert sum(isinstance(l, edge_export.SpatialInstanceNorm) for l in copy.layers) == 17
+  copy = edge_graph.edge_copy(generator)
+  assert sum(isinstance(l, edge_graph.SpatialInstanceNorm) for l in copy.layers) == 17
   images = _scenes(2, 32)
   np.testing.assert_allclose(copy(images).numpy(), generator(images).numpy(), atol=5e-5)
 
