@@ -92,6 +92,7 @@ def test_the_family_finds_models_by_name_and_refuses_others():
     configuration.validate(bad)
 
 
+@pytest.mark.slow  # training runs
 def test_a_second_model_trains_resumes_exports_evaluates_and_translates(one_way_l1, tmp_path):
   workdir = str(tmp_path / 'run')
   assert train.train_and_evaluate(_config(**{'train.max_steps': 4}), workdir) == 4

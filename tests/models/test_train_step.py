@@ -195,6 +195,7 @@ def _generator_gradient_peaks():
   return ours, whole
 
 
+@pytest.mark.slow  # a subprocess
 def test_generator_gradients_hold_one_group_of_activations_at_a_time():
   """The grouped backward's point: less memory than one backward of the whole loss (a whole
   float32 train step at 256 px with ngf 64 peaked at 1.21 GB against 1.93 GB before the

@@ -112,6 +112,7 @@ def test_resume_continues_the_uninterrupted_run(trained_run, tmp_path):
       np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_takes_the_uninterrupted_runs_next_steps(trained_run, tmp_path):
   """Resumed from the uninterrupted run's own mid-epoch checkpoint (step 16: epoch 2, step 4
   of 12, learning rate decaying), the next 4 steps log the losses that run logged: the
