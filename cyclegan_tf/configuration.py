@@ -87,8 +87,7 @@ def _get(config, field):
 
 def validate(config):
   """Raises ConfigError for the first value that cannot work; returns the config."""
-  if 'name' in config.model:  # runs saved before the field existed are cycle_gan
-    _choice(config, 'model.name', tuple(family.MODELS))
+  _choice(config, 'model.name', tuple(family.MODELS))
   _choice(config, 'model.netG', networks.GENERATORS)
   _choice(config, 'model.netD', networks.DISCRIMINATORS)
   _choice(config, 'model.norm', networks.NORMS)
@@ -266,7 +265,6 @@ def to_json(config):
 def resume_conflicts(saved, current):
   """Fields (dotted names) whose values differ and may not change on resume."""
   old, new = _flatten(saved), _flatten(current.to_dict())
-  old.setdefault('model.name', family.DEFAULT)  # a run saved before the field existed
   conflicts = []
   for name in sorted(set(old) | set(new)):
     if any(name == f or name.startswith(f + '.') for f in RESUMABLE_CHANGES):

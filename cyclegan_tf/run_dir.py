@@ -301,7 +301,9 @@ def read_config(workdir):
     raise FileNotFoundError(f'{path} not found: {workdir} is not a training run directory '
                             '(train one with `python main.py --config=... --workdir=DIR`).')
   with tf.io.gfile.GFile(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  saved.get('model', {}).setdefault('name', family.DEFAULT)  # saved before the field existed
+  return ml_collections.ConfigDict(saved)
 
 
 def check_resume(workdir, config):

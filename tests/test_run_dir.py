@@ -285,3 +285,18 @@ def test_two_trainers_in_one_workdir_the_second_is_refused(tmp_path):
     if first.poll() is None:
       first.kill()
       first.wait()
+
+
+def test_a_run_saved_before_model_names_existed_reads_as_cycle_gan(tmp_path):
+  """config.json of an earlier version has no model.name: it reads as cycle_gan, and the same
+  command (whose config has the field) resumes it without a conflict."""
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  saved = config.to_dict()
+  del saved['model']['name']
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  assert run_dir.read_config(str(tmp_path)).model.name == 'cycle_gan'
+  assert run_dir.check_resume(str(tmp_path), config) is True
+  config.model.name = 'other'
+  with pytest.raises(configuration.ConfigError, match=r"model.name: run has 'cycle_gan'"):
+    run_dir.check_resume(str(tmp_path), config)

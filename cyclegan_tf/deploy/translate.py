@@ -163,7 +163,7 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
   wanted = 'a2b' if direction == 'AtoB' else 'b2a'
   if wanted not in by_direction:
     raise configuration.ConfigError(
-        f'direction={direction!r}: the run\'s model ({family.name_of(run_config.model)}) has '
+        f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
   return Translator.from_generator(by_direction[wanted], run_config.model.netG)
 

@@ -12,12 +12,7 @@ from cyclegan_tf.models import base
 MODELS = {
     'cycle_gan': 'cyclegan_tf.models.cycle_gan',
 }
-DEFAULT = 'cycle_gan'
-
-
-def name_of(model_config):
-  """config.model.name (DEFAULT for a run saved before the field existed)."""
-  return model_config.get('name', DEFAULT) if hasattr(model_config, 'get') else DEFAULT
+DEFAULT = 'cycle_gan'  # of runs saved before config.model.name existed (run_dir.read_config)
 
 
 def get(model_config_or_name):
@@ -26,7 +21,7 @@ def get(model_config_or_name):
   Raises ValueError naming the allowed names for an unknown one.
   """
   name = (model_config_or_name if isinstance(model_config_or_name, str)
-          else name_of(model_config_or_name))
+          else model_config_or_name.name)
   if name not in MODELS:
     raise ValueError(f'config.model.name={name!r} is not a model; allowed: '
                      f'{", ".join(MODELS)}.')

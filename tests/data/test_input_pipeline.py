@@ -438,7 +438,7 @@ def test_tfds_offline_real_builder(default_config, tmp_path, monkeypatch):
 def test_a_real_users_folder(default_config, tmp_path, caplog):
   """Case variants, TIFF (8 / 16 bit), PPM, WebP, phone photos, and what macOS, Windows and
   Jupyter leave behind: every image trains, nothing else does, and the rest is named."""
-  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  from image_inputs import phone_jpeg as _phone_jpeg  # pylint: disable=g-import-not-at-top
   root = tmp_path / 'data'
   a = root / 'trainA'
   (a / '.ipynb_checkpoints').mkdir(parents=True)

@@ -249,7 +249,7 @@ def test_next_version_and_resolve_version_dir(tmp_path):
 
 def test_translate_image_signature_turns_phone_photos_upright(a2b_v1):
   """The server's path (translate_image) applies EXIF orientation like the other modes."""
-  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  from image_inputs import phone_jpeg as _phone_jpeg  # pylint: disable=g-import-not-at-top
   pngs = a2b_v1.translate_bytes([_phone_jpeg(o) for o in (1, 6, 7)])
   for png in pngs:
     assert tf.io.decode_png(png).shape == (32, 24, 3)  # displayed 24 x 32, stored 32 x 24

@@ -232,7 +232,7 @@ def test_translating_a_folder_onto_itself_is_refused_and_nothing_changes(exporte
 
 
 def test_phone_photos_and_tiff_scans_come_back_upright_at_their_size(exported_run, tmp_path):
-  from test_images import _phone_jpeg  # pylint: disable=g-import-not-at-top
+  from image_inputs import phone_jpeg as _phone_jpeg  # pylint: disable=g-import-not-at-top
   folder = tmp_path / 'in'
   folder.mkdir()
   for orientation in (1, 6, 8):
