@@ -17,6 +17,4 @@ def get_config():
   config.model.input_nc = 1
   config.model.output_nc = 2
   config.data.dataset_mode = 'colorization'
-  config.export.model_name_a2b = 'colorization_a2b'
-  config.export.model_name_b2a = 'colorization_b2a'  # unused: one direction
   return config

@@ -36,6 +36,7 @@ import numpy as np
 from cyclegan_tf.deploy import export as export_lib
 from cyclegan_tf.data import image_files
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import family
 from cyclegan_tf.models import torch_layout
 
 ConversionError = torch_layout.ConversionError
@@ -224,7 +225,8 @@ def _apply_config(arch, role, config, explicit_fields=None):
 
 def _model_names(config):
   if config is not None:
-    return {'G_A': config.export.model_name_a2b, 'G_B': config.export.model_name_b2a}
+    return {'G_A': family.export_name('cycle_gan', config.export, 'a2b'),
+            'G_B': family.export_name('cycle_gan', config.export, 'b2a')}
   return {'G_A': 'cyclegan_a2b', 'G_B': 'cyclegan_b2a'}
 
 

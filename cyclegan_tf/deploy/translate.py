@@ -128,13 +128,18 @@ class Translator:
 
 
 def _resolve_saved_model(path, config, direction):
-  """An export root E (holding both model names) picks the model by direction."""
-  names = {'AtoB': config.export.model_name_a2b, 'BtoA': config.export.model_name_b2a}
-  candidate = os.path.join(path, names[direction])
-  if (os.path.isdir(path) and not export.list_versions(path) and
-      not os.path.isfile(os.path.join(path, 'saved_model.pb')) and os.path.isdir(candidate)):
+  """An export root E (holding model folders) picks the model of `direction`: the configured
+  name (config.export.model_name_*), else its one folder named *_a2b (*_b2a for BtoA)."""
+  if (not os.path.isdir(path) or export.list_versions(path) or
+      os.path.isfile(os.path.join(path, 'saved_model.pb'))):
+    return path
+  suffix = 'a2b' if direction == 'AtoB' else 'b2a'
+  candidate = os.path.join(path, family.export_name(config.model, config.export, suffix))
+  if os.path.isdir(candidate):
     return candidate
-  return path
+  matches = sorted(e for e in os.listdir(path) if e.endswith(f'_{suffix}') and
+                   os.path.isdir(os.path.join(path, e)))
+  return os.path.join(path, matches[0]) if len(matches) == 1 else path
 
 
 def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None,
