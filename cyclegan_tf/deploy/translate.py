@@ -26,25 +26,12 @@ config.translate.tile_size are translated in overlapping tiles (tile_overlap pix
 with cosine ramps), so memory stays bounded by the tile size.
 
 Instance norm and tiles: each instance-norm layer normalises by the mean and variance of the
-image it sees, so tiles translated on their own each get their own statistics and disagree
-(visible seams and colour shifts). Tiles here share one set of statistics: a first pass over
-the whole image, downscaled so that its longer side is at most `stats_size` (default
-tile_size), records every instance-norm layer's mean and variance, and every tile is then
-translated with those fixed values (inference.run_generator). Measured on a 128x160 image with a
-random-weight resnet_6blocks (ngf 8), 96-px tiles overlapping by 32 px, outputs in [-1, 1]
-(tests/deploy/test_translate.py), the mean absolute difference to whole-image translation is 0.047
-with the default statistics (a pass downscaled 1.67x to the tile size), 0.0085 with
-full-resolution statistics (stats_size >= the image; what is left comes from the tiles'
-borders, and shrinks with more overlap), and 0.12 without shared statistics (every tile
-normalised on its own). The downscaled pass is an approximation (networks are not scale
-invariant): the larger config.translate.stats_size, the closer to whole-image results, at the
-memory cost of a pass of that size.
-
-Batch norm: at inference it normalises with its moving averages (model in inference mode), the
-same constants for every tile, so tiles agree without any sharing. (The reference's test.py
-calls model.eval() only with --eval, so by default its batch norm uses the statistics of the
-test batch, per image for a batch of one, like instance norm; our exports and translate
-always run in inference mode, with the moving averages.)
+image it sees, so tiles translated on their own would each get their own statistics (visible
+seams and colour shifts). Tiles here share one set: a first pass over the whole image,
+downscaled so that its longer side is at most `stats_size` (default tile_size), records every
+instance-norm layer's mean and variance, and every tile is translated with those fixed values
+(inference.run_generator); docs/deploy.md gives the measured gaps to whole-image translation.
+Batch norm at inference uses its moving averages: the same constants for every tile.
 """
 
 import contextlib
@@ -59,6 +46,7 @@ from cyclegan_tf.deploy import export
 from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import color
 from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
@@ -100,6 +88,15 @@ class Translator:
     padded = inference.PaddedGenerator(generator, netG)
     return cls(padded.translate, padded.input_channels, padded.norm_statistics,
                padded.translate_with_norm_statistics, description=f'generator {generator.name}')
+
+  def through_lab(self):
+    """This translator of a colorization generator (L -> ab) as one of pictures: RGB or gray
+    in, colour out (color.LabPictures)."""
+    lightness = lambda images, *args: self.norm_statistics(color.lightness(images), *args)
+    return Translator(color.LabPictures(self.whole), 3,
+                      lightness if self.norm_statistics else None,
+                      color.LabPictures(self.with_statistics) if self.with_statistics else None,
+                      description=f'{self.description} (L -> ab, in Lab)', max_tile=self.max_tile)
 
   @classmethod
   def from_saved_model(cls, path):
@@ -170,7 +167,8 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     raise configuration.ConfigError(
         f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
-  return Translator.from_generator(by_direction[wanted], run_config.model.netG)
+  translator = Translator.from_generator(by_direction[wanted], run_config.model.netG)
+  return translator.through_lab() if run_config.model.name == 'colorization' else translator
 
 
 # ---------------------------------------------------------------------------------------------
