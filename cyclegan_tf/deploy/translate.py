@@ -51,12 +51,12 @@ import contextlib
 import logging
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf.deploy import export
 from cyclegan_tf.deploy import serving_model
+from cyclegan_tf.deploy import tiling
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import family
@@ -68,6 +68,8 @@ from cyclegan_tf.deploy import runtimes
 DIRECTIONS = ('AtoB', 'BtoA')
 PROGRESS_SECONDS = 10  # at most one progress line this often
 output_names = image_files.output_names
+tile_starts = tiling.tile_starts  # kept here for callers of translate.*
+translate_image = tiling.translate_image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,100 +168,6 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
         f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
   return Translator.from_generator(by_direction[wanted], run_config.model.netG)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tiling.
-
-
-def tile_starts(length, tile, overlap):
-  """Start offsets of tiles of `tile` pixels covering [0, length), overlapping >= `overlap`."""
-  if length <= tile:
-    return [0]
-  stride = tile - overlap
-  starts = list(range(0, length - tile, stride))
-  starts.append(length - tile)
-  return starts
-
-
-def _ramp(overlap):
-  """Cosine ramp rising from ~0 to ~1 over `overlap` pixels; ramp + reversed ramp = 1."""
-  i = np.arange(overlap, dtype=np.float64) + 0.5
-  return (0.5 - 0.5 * np.cos(np.pi * i / overlap)).astype(np.float32)
-
-
-def _tile_weights(start, size, length, overlap):
-  """1-D blending weights of a tile: ramps on the sides that overlap a neighbour."""
-  weights = np.ones(size, np.float32)
-  ramp_len = min(overlap, size)
-  if ramp_len > 0:
-    if start > 0:
-      weights[:ramp_len] = _ramp(ramp_len)
-    if start + size < length:
-      weights[size - ramp_len:] = np.minimum(weights[size - ramp_len:], _ramp(ramp_len)[::-1])
-  return weights
-
-
-def _downscale(image, max_side):
-  height, width = image.shape[0], image.shape[1]
-  scale = max_side / max(height, width)
-  if scale >= 1:
-    return image
-  size = (max(1, round(height * scale)), max(1, round(width * scale)))
-  return tf.image.resize(image, size, method='area').numpy()
-
-
-def _tiles(height, width, tile_size, tile_overlap):
-  """[(y, x, tile_h, tile_w, weights [tile_h, tile_w, 1])] covering the image."""
-  tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-  tiles = []
-  for y in tile_starts(height, tile_size, tile_overlap):
-    wy = _tile_weights(y, tile_h, height, tile_overlap)
-    for x in tile_starts(width, tile_size, tile_overlap):
-      wx = _tile_weights(x, tile_w, width, tile_overlap)
-      tiles.append((y, x, tile_h, tile_w, np.outer(wy, wx)[..., np.newaxis]))
-  return tiles
-
-
-def translate_image(translator, image, tile_size=512, tile_overlap=64, shared_statistics=True,
-                    stats_size=None):
-  """One float32 [H, W, C] image in [-1, 1] -> its translation at the same size (numpy).
-
-  Images whose longer side is at most tile_size go through in one piece. Larger ones go in
-  tiles of tile_size overlapping by tile_overlap pixels, blended with cosine ramps. With
-  shared_statistics (and a translator that supports it) all tiles use the instance-norm
-  statistics of one pass over the whole image downscaled so that its longer side is at most
-  stats_size (default tile_size; a stats_size >= the image's longer side uses full-resolution
-  statistics, at the memory cost of a whole-image pass).
-  """
-  if tile_size < 1:
-    raise ValueError(f'tile_size must be >= 1, got {tile_size}.')
-  if not 0 <= tile_overlap < tile_size:
-    raise ValueError(f'tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}.')
-  image = np.asarray(image, np.float32)
-  height, width = image.shape[:2]
-  if max(height, width) <= tile_size:
-    return np.asarray(translator.whole(image[np.newaxis]))[0]
-
-  statistics = None
-  if shared_statistics and translator.shares_statistics:
-    small = _downscale(image, stats_size or tile_size)
-    statistics = translator.norm_statistics(small[np.newaxis])
-
-  total = None
-  weight_sum = np.zeros((height, width, 1), np.float32)
-  for y, x, h, w, weights in _tiles(height, width, tile_size, tile_overlap):
-    tile = image[np.newaxis, y:y + h, x:x + w]
-    if statistics is None:
-      out = translator.whole(tile)
-    else:
-      out = translator.with_statistics(tile, statistics)
-    out = np.asarray(out)[0]
-    if total is None:
-      total = np.zeros((height, width, out.shape[-1]), np.float32)
-    total[y:y + h, x:x + w] += out * weights
-    weight_sum[y:y + h, x:x + w] += weights
-  return total / weight_sum
 
 
 def _refuse_overwriting_inputs(paths, output, names):
