@@ -76,7 +76,7 @@ def encode_animation(frames, durations, loop=0, fmt='GIF'):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if fmt not in ANIMATED_FORMATS:
     raise ValueError(f'Cannot write an animated {fmt}; allowed: {", ".join(ANIMATED_FORMATS)}.')
-  if len(frames) != len(durations) or not frames:
+  if len(frames) != len(durations) or not len(frames):
     raise ValueError(f'{len(frames)} frames and {len(durations)} durations: give one duration '
                      'per frame, at least one frame.')
   images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]

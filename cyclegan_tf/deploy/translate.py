@@ -51,12 +51,15 @@ import contextlib
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import frames as frames_lib
 from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.deploy import tiling
+from cyclegan_tf.data import animation
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import family
@@ -64,6 +67,7 @@ from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
 from cyclegan_tf.deploy import runtimes
+from cyclegan_tf.deploy import video as video_lib
 
 DIRECTIONS = ('AtoB', 'BtoA')
 PROGRESS_SECONDS = 10  # at most one progress line this often
@@ -197,15 +201,20 @@ def _write_bytes(path, data):
     os.fsync(f.fileno())
 
 
-def write_file_atomically(path, data):
+def write_file_atomically(path, data, write=None):
   """Writes bytes to `path` through a temporary file renamed into place (os.replace).
 
-  On any error (OSError such as ENOSPC, EACCES, EROFS; KeyboardInterrupt) the temporary file is
-  removed and the error re-raised: `path` is either the whole new file or untouched.
+  write: instead of bytes, a function that writes the temporary file given its path (a video
+  encoder). On any error (OSError such as ENOSPC, EACCES, EROFS; KeyboardInterrupt) the
+  temporary file is removed and the error re-raised: `path` is either the whole new file or
+  untouched.
   """
   tmp = _temporary_name(path)
   try:
-    _write_bytes(tmp, data)
+    if write is None:
+      _write_bytes(tmp, data)
+    else:
+      write(tmp)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(OSError):
@@ -241,21 +250,63 @@ def _describe_unreadable(path, reason):
     return f'{path}: {reason}'
 
 
+def _clip_name(name, path):
+  """A clip's output name: its PNG name with the input's extension ('clip.png' -> 'clip.mp4')."""
+  return os.path.splitext(name)[0] + os.path.splitext(path)[1].lower()
+
+
+def _translate_clip(config, translator, path, target, tile_args):
+  """Translates a video or an animated image into `target` (frames_as_files: one PNG per
+  frame, TARGET_00001.png, ...); returns the written paths. Raises DataError for an unreadable
+  video, ConfigError when PyAV is missing."""
+  frames = frames_lib.FrameTranslator(translator, config.translate.temporal_smoothing,
+                                      *tile_args)
+  if image_files.is_video_file(path):
+    muxer = video_lib.container_of(target)[0]
+    info = {}
+    write_file_atomically(target, None, lambda tmp: info.update(video_lib.translate_video(
+        frames, path, tmp, muxer, translator.input_channels, PROGRESS_SECONDS)))
+    logging.info('%s: %d frames, %.3g fps, %dx%d, audio %s -> %s', path, info['frames'],
+                 info['fps'], *info['size'], info['audio'] or 'none', target)
+    return [target]
+  clip = animation.read_animation(path)
+  channels = translator.input_channels
+  inputs = video_lib.to_model(np.stack(clip.frames), channels)
+  out = images_lib.uint8_rgb_array(frames.translate(inputs))
+  if not config.translate.frames_as_files:
+    write_file_atomically(target, animation.encode_animation(out, clip.durations, clip.loop,
+                                                             clip.format))
+    return [target]
+  stem = os.path.splitext(target)[0]
+  written = [f'{stem}_{i + 1:05d}.png' for i in range(len(out))]
+  for name, frame in zip(written, out):
+    write_file_atomically(name, images_lib.png_bytes(frame))
+  return written
+
+
 def translate_paths(config, input, output, workdir=None,  # pylint: disable=redefined-builtin
                     saved_model=None, direction='AtoB', step=None, translator=None, model=None):
   """Translates a file, folder or glob into PNGs in `output`; returns a summary dict.
 
+  Videos (image_files.VIDEO_EXTENSIONS) and animated GIF / WebP / APNG files are translated
+  frame by frame (deploy/frames.py) into a file of the same kind (``clip.mp4`` ->
+  ``DIR/clip.mp4``; config.translate.frames_as_files: one PNG per frame of an animated image).
+  One video in with `output` a video file name (``out.mp4``) writes that file.
   Summary: {'written': [output paths], 'skipped': [(input path, reason)], 'tiled': count}.
-  Unreadable images are skipped with a warning. Raises FileExistsError (nothing written) when
+  Unreadable images and videos are skipped with a warning. Raises FileExistsError (nothing written) when
   an output would replace an input, OSError (filename set) when `output` cannot be created or
   written (before any translation) or a PNG cannot be written (no partial file is left under
   its name), and DataError when no input could be read.
   """
-  listing = image_files.find_inputs(input)
+  listing = image_files.find_inputs(input, videos=True)
   paths = listing.paths
   if listing.skipped:
     logging.warning('%s', image_files.summarize_skipped(listing.skipped, input))
   names = output_names(paths)
+  clips = {p for p in paths if image_files.is_video_file(p) or animation.is_animated(p)}
+  names.update({p: _clip_name(names[p], p) for p in clips})
+  if len(paths) == 1 and paths[0] in clips and image_files.is_video_file(output):
+    output, names[paths[0]] = os.path.split(os.path.abspath(output))  # one video -> that file
   _refuse_overwriting_inputs(paths, output, names)
   check_writable_folder(output)
   if translator is None:
@@ -273,6 +324,15 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
   progress = progress_lib.Progress('Translated', len(paths) if len(paths) > 1 else 0,
                                     every=PROGRESS_SECONDS)
   for path in paths:
+    if path in clips:
+      try:
+        written += _translate_clip(config, translator, path, os.path.join(output, names[path]),
+                                   (tile_size, tile_overlap, stats_size))
+      except configuration.DataError as e:
+        logging.warning('Skipping %s', e)
+        skipped.append((path, str(e)))
+      progress.update()
+      continue
     try:
       image = images_lib.read_image_file(path, translator.input_channels).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError,
@@ -289,12 +349,15 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
     written.append(target)
     progress.update()
   summary = {'written': written, 'skipped': skipped, 'tiled': tiled}
-  print(f'Translated {len(written)} image(s) with {translator.description} into {output}'
+  done_clips = len(clips - {p for p, _ in skipped})
+  print(f'Translated {len(paths) - len(skipped) - done_clips} image(s)'
+        f'{f" and {done_clips} video(s) or animated image(s)" if clips else ""} with '
+        f'{translator.description} into {output}'
         f'{f" ({tiled} in tiles)" if tiled else ""}; skipped {len(skipped)} unreadable'
         f'{": " + ", ".join(p for p, _ in skipped) if skipped else ""}.')
   if skipped and not written:
     raise configuration.DataError(
-        f'None of the {len(skipped)} input(s) could be read as an image: ' +
+        f'None of the {len(skipped)} input(s) could be read as an image or video: ' +
         '; '.join(reason for _, reason in skipped) +
-        '. Give JPEG, PNG, BMP, GIF, WebP, TIFF or PPM files.')
+        '. Give JPEG, PNG, BMP, GIF, WebP, TIFF or PPM files, or MP4, MOV, AVI, WebM or MKV.')
   return summary

@@ -59,7 +59,7 @@ def _pixel_format(codec, width, height):
   return 'yuv420p' if even else 'yuv444p'
 
 
-def _to_model(frames_uint8, channels):
+def to_model(frames_uint8, channels):
   """uint8 RGB [N, H, W, 3] -> float32 [N, H, W, channels] in [-1, 1] (gray as PIL's 'L')."""
   x = frames_uint8.astype(np.float32)
   if channels == 1:
@@ -140,7 +140,7 @@ def translate_video(frame_translator, source_path, target_path, muxer=None, chan
 
     def flush():
       batch = np.stack([f for f, _ in pending])
-      out = frame_translator.translate(_to_model(batch, channels))
+      out = frame_translator.translate(to_model(batch, channels))
       for result, (_, pts) in zip(images_lib.uint8_rgb_array(out), pending):
         frame = av.VideoFrame.from_ndarray(result, format='rgb24')
         frame.pts, frame.time_base = pts, video.time_base
