@@ -8,7 +8,9 @@
 a fixed-size file takes images up to its size (reflect-padded to it) and larger ones in tiles
 of its size; LiteRT and ONNX files have no shared instance-norm statistics for tiles.
 
-PATH is an image file, a folder (its image files, not recursive) or a glob. Every input is
+PATH is an image file, a folder (its image and video files, not recursive) or a glob; videos
+and animated GIF / WebP / APNG files are translated frame by frame into the same kind of file
+(docs/deploy.md, Video; deploy/frames.py, deploy/video.py). Every input is
 written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size,
 upright (EXIF orientation applied); inputs whose names would collide (``a.jpg`` and ``a.png``)
 keep their extension in the name (``a_jpg.png``). An output that would replace one of the
