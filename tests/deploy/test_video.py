@@ -253,3 +253,15 @@ def test_tiled_frames_flicker_no_more_than_whole_ones(flicker_translator):
   flicker_whole = frames_lib.flicker(images_lib.uint8_rgb_array(whole.translate(clip)))
   flicker_tiled = frames_lib.flicker(images_lib.uint8_rgb_array(tiled.translate(clip)))
   assert flicker_tiled <= flicker_whole * 1.02, (flicker_tiled, flicker_whole)
+
+
+def test_a_batch_norm_generator_translates_clips_frame_by_frame():
+  """pix2pix's U-Net with batch norm (moving averages at inference: the same for every frame)
+  takes the same path, with or without smoothing, and gives its single-image outputs."""
+  generator = networks.define_G(3, 3, 4, 'unet_128', norm='batch', name='G', seed=0)
+  batch_norm = translate.Translator.from_generator(generator, 'unet_128')
+  clip = np.random.RandomState(1).uniform(-1, 1, (3, 24, 32, 3)).astype(np.float32)
+  alone = np.asarray(batch_norm.whole(clip))
+  smoothed = frames_lib.FrameTranslator(batch_norm, 0.9)
+  np.testing.assert_allclose(smoothed.translate(clip), alone, atol=1e-5)
+  assert not smoothed.smoothed  # no instance norm: nothing to share
