@@ -23,6 +23,13 @@ def get_config():
   model.no_dropout = True  # the reference's CycleGAN trains without dropout
   model.input_nc = 3
   model.output_nc = 3
+  # How exports and translate run the generator (cyclegan_tf/models/test_time.py): eval =
+  # batch norm with its moving statistics, no dropout; train = the reference's test.py without
+  # --eval (each image's own batch-norm statistics, dropout on with a seeded mask), which made
+  # its published pix2pix results. Converted reference weights with batch norm or dropout
+  # default to train unless this is set on the command line.
+  model.test_mode = 'eval'  # eval | train
+  model.test_seed = 0  # train mode: the dropout masks' seed (same input + seed = same output)
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset = 'synthetic_seasons'  # synthetic_seasons | folder | tfds

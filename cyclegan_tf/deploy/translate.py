@@ -40,11 +40,10 @@ normalised on its own). The downscaled pass is an approximation (networks are no
 invariant): the larger config.translate.stats_size, the closer to whole-image results, at the
 memory cost of a pass of that size.
 
-Batch norm: at inference it normalises with its moving averages (model in inference mode), the
-same constants for every tile, so tiles agree without any sharing. (The reference's test.py
-calls model.eval() only with --eval, so by default its batch norm uses the statistics of the
-test batch, per image for a batch of one, like instance norm; our exports and translate
-always run in inference mode, with the moving averages.)
+Batch norm and dropout follow config.model.test_mode (models/test_time.py; a SavedModel keeps
+the mode it was exported in): 'eval' uses the moving averages, the same for every tile; 'train'
+(the reference's test.py without --eval) normalises per image, with statistics shared between
+tiles as for instance norm, and keeps dropout on with a mask seeded per tile.
 """
 
 import contextlib
@@ -96,10 +95,11 @@ class Translator:
     return self.norm_statistics is not None and self.with_statistics is not None
 
   @classmethod
-  def from_generator(cls, generator, netG=None):
-    padded = inference.PaddedGenerator(generator, netG)
+  def from_generator(cls, generator, netG=None, test_mode='eval', test_seed=0):
+    padded = inference.PaddedGenerator(generator, netG, test_mode, test_seed)
     return cls(padded.translate, padded.input_channels, padded.norm_statistics,
-               padded.translate_with_norm_statistics, description=f'generator {generator.name}')
+               padded.translate_with_norm_statistics,
+               description=f'generator {generator.name} (test mode {test_mode})')
 
   @classmethod
   def from_saved_model(cls, path):
@@ -111,7 +111,7 @@ class Translator:
     return cls(model, model.input_channels,
                model.norm_statistics if shared else None,
                model.translate_with_norm_statistics if shared else None,
-               description=f'SavedModel {model.path}')
+               description=f'SavedModel {model.path} (test mode {model.test_mode})')
 
   # Edge models: LiteRT / ONNX files through runtimes.py.
   @classmethod
@@ -128,13 +128,17 @@ class Translator:
 
 
 def _resolve_saved_model(path, config, direction):
-  """An export root E (holding both model names) picks the model by direction."""
+  """An export root E (holding both model names) picks the model by direction; a folder
+  holding one model base only (a converted pix2pix_a2b) picks that one."""
   names = {'AtoB': config.export.model_name_a2b, 'BtoA': config.export.model_name_b2a}
+  if (not os.path.isdir(path) or export.list_versions(path) or
+      os.path.isfile(os.path.join(path, 'saved_model.pb'))):
+    return path
   candidate = os.path.join(path, names[direction])
-  if (os.path.isdir(path) and not export.list_versions(path) and
-      not os.path.isfile(os.path.join(path, 'saved_model.pb')) and os.path.isdir(candidate)):
-    return candidate
-  return path
+  bases = [n for n in os.listdir(path) if export.list_versions(os.path.join(path, n))]
+  if not os.path.isdir(candidate) and len(bases) == 1 and direction == 'AtoB':
+    candidate = os.path.join(path, bases[0])
+  return candidate if os.path.isdir(candidate) else path
 
 
 def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None,
@@ -165,7 +169,8 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     raise configuration.ConfigError(
         f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
-  return Translator.from_generator(by_direction[wanted], run_config.model.netG)
+  return Translator.from_generator(by_direction[wanted], run_config.model.netG,
+                                   *export.test_mode_of(config))
 
 
 # ---------------------------------------------------------------------------------------------
