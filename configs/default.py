@@ -109,10 +109,13 @@ def get_config():
   export.onnx_opset = 18  # the newest opset tf2onnx 1.17 writes
   export.check_images = 2  # synthetic scenes each edge file is checked on against the generator
 
-  # Published models (cyclegan_tf/pretrained.py, --mode=pretrained).
+  # Published models (cyclegan_tf/deploy/pretrained.py, --mode=pretrained).
   config.pretrained = pretrained = ml_collections.ConfigDict()
   # Where NAME.pth is downloaded from: the reference's scripts/download_cyclegan_model.sh's URL.
   pretrained.base_url = 'http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models'
+  # Where the pix2pix names (pix2pix_NAME) download NAME.pth from: the reference's
+  # scripts/download_pix2pix_model.sh's URL.
+  pretrained.pix2pix_base_url = 'http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch'
   pretrained.cache_dir = ''  # downloaded .pth files; '' = $XDG_CACHE_HOME/cyclegan_tf/pretrained
   pretrained.timeout_s = 60.0  # seconds a download may wait for data before it fails
   pretrained.progress_s = 10.0  # seconds between download progress lines
