@@ -171,6 +171,7 @@ def _user_error_message(error):
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import configuration  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import color  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.models import torch_layout  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.training import train_state  # pylint: disable=g-import-not-at-top
   from cyclegan_tf import run_dir  # pylint: disable=g-import-not-at-top
@@ -178,7 +179,7 @@ def _user_error_message(error):
   if isinstance(error, (FileNotFoundError, FileExistsError, configuration.ConfigError,
                         configuration.DataError, torch_layout.ConversionError,
                         train_state.NonFiniteLossError, runtimes.MissingRuntimeError,
-                        run_dir.RunDirError)):
+                        run_dir.RunDirError, color.ColorDependencyError)):
     return str(error)
   if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
     where = error.filename or 'a file'

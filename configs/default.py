@@ -11,7 +11,8 @@ def get_config():
   config = ml_collections.ConfigDict()
 
   config.model = model = ml_collections.ConfigDict()
-  model.name = 'cycle_gan'  # the model (the reference's --model): cycle_gan (models/family.py)
+  # The model (the reference's --model): cycle_gan | pix2pix | colorization (models/family.py)
+  model.name = 'cycle_gan'
   model.netG = 'resnet_9blocks'  # resnet_9blocks | resnet_6blocks | unet_128 | unet_256
   model.netD = 'basic'  # basic | n_layers | pixel
   model.ngf = 64
@@ -32,10 +33,22 @@ def get_config():
   model.test_seed = 0  # train mode: the dropout masks' seed (same input + seed = same output)
 
   config.data = data = ml_collections.ConfigDict()
-  data.dataset = 'synthetic_seasons'  # synthetic_seasons | folder | tfds
-  data.root = ''  # folder datasets: root/trainA, trainB, testA, testB
+  data.dataset = 'synthetic_seasons'  # synthetic_seasons | folder | tfds | pix2pix
+  # How the images pair up (the reference's --dataset_mode): unaligned (CycleGAN: trainA and
+  # trainB apart) | aligned (pix2pix: each file holds A | B side by side) | colorization (any
+  # RGB photos: A = their L, B = their ab in Lab)
+  data.dataset_mode = 'unaligned'
+  # folder datasets: root/trainA, trainB, testA, testB (unaligned); root/train, test (aligned,
+  # colorization)
+  data.root = ''
   data.tfds_name = 'cycle_gan/horse2zebra'
   data.tfds_data_dir = ''  # '' = tfds' default (~/tensorflow_datasets)
+  # dataset pix2pix: one of the reference's pix2pix datasets (facades | maps | edges2shoes |
+  # edges2handbags | night2day), downloaded once as NAME.tar.gz from pix2pix_base_url (the
+  # reference's datasets/download_pix2pix_dataset.sh) into download_dir and read as aligned.
+  data.pix2pix_name = 'facades'
+  data.pix2pix_base_url = 'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets'
+  data.download_dir = ''  # '' = $XDG_CACHE_HOME/cyclegan_tf/datasets (~/.cache/...)
   data.load_size = 286
   data.crop_size = 256
   # resize_and_crop | crop | scale_width | scale_width_and_crop | none
@@ -82,6 +95,7 @@ def get_config():
   loss.lambda_A = 10.0
   loss.lambda_B = 10.0
   loss.lambda_identity = 0.5
+  loss.lambda_L1 = 100.0  # pix2pix and colorization: weight of |G(A) - B|_1
 
   config.eval = evaluation = ml_collections.ConfigDict()
   evaluation.num_images = 0  # test images per domain, 0 = the whole test split

@@ -24,7 +24,8 @@ from cyclegan_tf.models import losses
 from cyclegan_tf.models import networks
 from cyclegan_tf.models import test_time
 
-DATASETS = ('synthetic_seasons', 'folder', 'tfds')
+DATASETS = ('synthetic_seasons', 'folder', 'tfds', 'pix2pix')
+DATASET_MODES = ('unaligned', 'aligned', 'colorization')
 PREPROCESS = ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop', 'none')
 DIRECTIONS = ('AtoB', 'BtoA')
 LR_POLICIES = ('linear', 'step', 'cosine', 'plateau')
@@ -45,7 +46,19 @@ RESUMABLE_CHANGES = (
 )
 # Config fields that hold local paths: '~' is expanded and they are recorded absolute.
 PATH_FIELDS = ('data.root', 'data.tfds_data_dir', 'train.init_from', 'eval.inception_weights',
-               'pretrained.cache_dir')
+               'pretrained.cache_dir', 'data.download_dir')
+# Fields added after runs were saved without them: {field: the value those runs had in effect}.
+# run_dir.read_config fills them in, so old runs resume, evaluate and export unchanged.
+ADDED_FIELDS = {
+    'model.name': family.DEFAULT,
+    'data.dataset_mode': 'unaligned',
+    'data.pix2pix_name': 'facades',
+    'data.pix2pix_base_url': 'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets',
+    'data.download_dir': '',
+    'loss.lambda_L1': 100.0,
+}
+# Models that learn from pairs, and the dataset_mode their data must have.
+PAIRED_MODELS = {'pix2pix': 'aligned', 'colorization': 'colorization'}
 # Where the data lives: a consumer of a run takes them from the command line only when given.
 _DATA_LOCATION = ('data.root', 'data.tfds_data_dir')
 # Fields each mode that consumes a run takes from the command line (the rest: config.json).
@@ -98,13 +111,18 @@ def validate(config):
   for field in ('model.ngf', 'model.ndf', 'model.n_layers_D', 'model.input_nc',
                 'model.output_nc'):
     _positive(config, field)
+  model = family.get(config.model)
   for field in ('model.input_nc', 'model.output_nc'):
-    if _get(config, field) not in (1, 3):
-      raise ConfigError(f'config.{field}={_get(config, field)!r} is not valid; allowed: 1, 3.')
+    allowed = model.CHANNELS[field.split('.')[1]]
+    if _get(config, field) not in allowed:
+      raise ConfigError(f'config.{field}={_get(config, field)!r} is not valid for '
+                        f'{model.NAME}; allowed: {", ".join(map(str, allowed))}.')
   _positive(config, 'model.init_gain')
   _choice(config, 'model.test_mode', test_time.TEST_MODES)
 
   _choice(config, 'data.dataset', DATASETS)
+  _choice(config, 'data.dataset_mode', DATASET_MODES)
+  _check_pairing(config)
   _choice(config, 'data.preprocess', PREPROCESS)
   _choice(config, 'data.direction', DIRECTIONS)
   _positive(config, 'data.load_size')
@@ -164,14 +182,29 @@ def validate(config):
   _choice(config, 'train.strategy', STRATEGIES)
   _choice(config, 'train.precision', PRECISIONS)
 
-  for field in ('loss.lambda_A', 'loss.lambda_B', 'loss.lambda_identity'):
+  for field in ('loss.lambda_A', 'loss.lambda_B', 'loss.lambda_identity', 'loss.lambda_L1'):
     _positive(config, field, allow_zero=True)
-  if config.loss.lambda_identity > 0 and config.model.input_nc != config.model.output_nc:
-    raise ConfigError(
-        f'config.loss.lambda_identity={config.loss.lambda_identity} needs model.input_nc == '
-        f'model.output_nc (got {config.model.input_nc} and {config.model.output_nc}); set '
-        'lambda_identity=0 for data with different channel counts.')
+  try:
+    model.validate_config(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   return config
+
+
+def _check_pairing(config):
+  name, mode = config.model.name, config.data.dataset_mode
+  if name in PAIRED_MODELS and mode != PAIRED_MODELS[name]:
+    raise ConfigError(f'config.model.name={name!r} learns from pairs: it needs '
+                      f'config.data.dataset_mode={PAIRED_MODELS[name]!r} (got {mode!r}); start from '
+                      f'configs/{name}.py.')
+  if mode == 'colorization' and name != 'colorization':
+    raise ConfigError(f'config.data.dataset_mode="colorization" feeds L and ab channels to the '
+                      f'colorization model only (config.model.name is {name!r}).')
+  if mode != 'unaligned' and config.data.dataset == 'tfds':
+    raise ConfigError(f'config.data.dataset="tfds" (cycle_gan) is unpaired; dataset_mode={mode!r} '
+                      'needs folder, pix2pix or synthetic_seasons.')
+  if mode == 'colorization' and config.data.direction != 'AtoB':
+    raise ConfigError('config.data.direction must be AtoB for colorization (L -> ab).')
 
 
 def expand_path(path, what):

@@ -302,7 +302,9 @@ def read_config(workdir):
                             '(train one with `python main.py --config=... --workdir=DIR`).')
   with tf.io.gfile.GFile(path) as f:
     saved = json.load(f)
-  saved.get('model', {}).setdefault('name', family.DEFAULT)  # saved before the field existed
+  for field, value in configuration.ADDED_FIELDS.items():  # saved before the field existed
+    group, name = field.split('.')
+    saved.setdefault(group, {}).setdefault(name, value)
   return ml_collections.ConfigDict(saved)
 
 

@@ -60,11 +60,15 @@ def _decode01(contents, channels):
 class Split:
   """One split of one domain: names, original sizes and a tf function index -> float [0, 1]."""
 
-  def __init__(self, label, names, sizes, channels, *, paths=None, encoded=None, arrays=None):
+  def __init__(self, label, names, sizes, channels, *, paths=None, encoded=None, arrays=None,
+               region=None):
     self.label = label  # e.g. 'trainB' or '/data/x/trainB': for messages
     self.names = tuple(names)
     self.sizes = np.asarray(sizes, np.int64).reshape(-1, 2)  # original (h, w) per item
     self.channels = channels
+    # region(image) -> the part of each decoded image this split holds (e.g. the left half of
+    # an aligned A|B file); None: all of it.
+    self._region = region
     self._paths = paths
     self._encoded = encoded
     self._arrays = arrays
@@ -89,6 +93,10 @@ class Split:
 
   def raw(self, index):
     """index (int64 scalar tensor) -> float32 [H, W, channels] in [0, 1], original size."""
+    image = self._decoded(index)
+    return image if self._region is None else self._region(image)
+
+  def _decoded(self, index):
     source = self._source()
     if self._paths is not None:
       return _decode01(tf.io.read_file(tf.gather(source, index)), self.channels)
@@ -130,7 +138,8 @@ class Split:
     pick = lambda seq: None if seq is None else [seq[i] for i in keep]
     arrays = None if self._arrays is None else self._arrays[keep]
     return Split(self.label, pick(self.names), self.sizes[keep], self.channels,
-                  paths=pick(self._paths), encoded=pick(self._encoded), arrays=arrays)
+                  paths=pick(self._paths), encoded=pick(self._encoded), arrays=arrays,
+                  region=self._region)
 
 
 def scan(split, num_parallel_calls):
@@ -310,6 +319,9 @@ class SyntheticSource:
 
   def __init__(self, config):
     data = config.data
+    # aligned: B is the other season's render of each A scene (the paired truth);
+    # colorization: the summer scenes are the photos, for A and B alike.
+    self.mode = data.dataset_mode
     self.seed = data.seed
     self.max_size = data.max_dataset_size
     self.train_size = data.synthetic_train_size
@@ -325,7 +337,8 @@ class SyntheticSource:
       n = min(n, self.max_size) if self.max_size else n
       size = self.train_render if split == 'train' else self.test_render
       start = time.perf_counter()
-      self._arrays[split] = synthetic.make_split(split, int(n), int(size), seed=self.seed)
+      self._arrays[split] = synthetic.make_split(split, int(n), int(size), seed=self.seed,
+                                                 paired=self.mode == 'aligned')
       logging.info('Rendered synthetic_seasons %s: %d scenes per domain at %d px in %.1f s.',
                    split, n, size, time.perf_counter() - start)
     return self._arrays[split]
@@ -333,6 +346,10 @@ class SyntheticSource:
   def split(self, name, channels, num_parallel_calls):
     del num_parallel_calls
     split_kind, key = ('train', name[5:]) if name.startswith('train') else ('test', name[4:])
+    if self.mode == 'aligned' and key == 'B':
+      key = 'B_of_A'
+    elif self.mode == 'colorization':
+      key = 'A'
     arrays = self.arrays(split_kind)[key]
     names = [f'synthetic_seasons/{name}/{i:05d}' for i in range(len(arrays))]
     sizes = np.tile(np.array(arrays.shape[1:3]), (len(arrays), 1))

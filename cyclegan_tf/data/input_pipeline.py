@@ -21,6 +21,12 @@ epoch sees exactly batches s.. of the uninterrupted run; the trainer only saves 
 
 Channels: the model's domain A (after direction) is decoded with model.input_nc channels, B with
 model.output_nc (like the reference's grayscale=(input_nc == 1)).
+
+Paired data (dataset_mode aligned or colorization, aligned_sources.py): item i of A and item i
+of B are one pair; an epoch is the pairs in a per-epoch order, and both halves of a pair get the
+SAME crop and flip (the reference's one get_params call per pair). Colorization reads the RGB
+photo for both and turns A into its L channel and B into its ab channels (color.py) after the
+crop and flip, which commute with the per-pixel conversion.
 """
 
 import collections
@@ -34,8 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from cyclegan_tf import configuration
+from cyclegan_tf.data import aligned_sources
 from cyclegan_tf.data import data_sources
 from cyclegan_tf.data import images
+from cyclegan_tf.models import color
 from cyclegan_tf.models import networks
 from cyclegan_tf.data import preprocessing
 
@@ -78,7 +86,12 @@ class InputPipeline:
     self.batch_size = int(config.train.batch_size)
     self.seed = int(data.seed or config.train.seed)
     self.multiple = networks.size_multiple(config.model.netG)
+    self.mode = data.dataset_mode
+    self.paired = self.mode in ('aligned', 'colorization')
     self.channels = {'A': int(config.model.input_nc), 'B': int(config.model.output_nc)}
+    if self.mode == 'colorization':
+      color.check_available()
+      self.channels = {'A': 3, 'B': 3}  # the RGB photo; encode() makes L and ab of it
     self.num_parallel_calls = data_sources.num_parallel_calls(config)
     if self.preprocess in CROP_MODES:
       try:
@@ -90,7 +103,7 @@ class InputPipeline:
         self.crop_size > self.load_size):
       raise DataError(f'config.data.crop_size={self.crop_size} is larger than '
                       f'config.data.load_size={self.load_size}.')
-    self.source = data_sources.make_source(config)
+    self.source = aligned_sources.make_source(config)
     self._lock = threading.Lock()
     self._test = {}
     self._load_item = None
@@ -109,6 +122,9 @@ class InputPipeline:
     # The largest training image per domain, (H_max, W_max, C): what the image pools store.
     self.max_train_shapes = {d: self._max_output_shape(self.train[d], self.train_sizes[d])
                              for d in DOMAINS}
+    if self.paired and len(self.train['A']) != len(self.train['B']):
+      raise DataError(f'{len(self.train["A"])} A images but {len(self.train["B"])} B images in '
+                      f'paired data ({self.train["A"].label}): every A needs its B.')
     self.epoch_size = max(len(self.train['A']), len(self.train['B']))
     self.steps_per_epoch = self.epoch_size // self.batch_size
     if self.steps_per_epoch < 1:
@@ -191,6 +207,8 @@ class InputPipeline:
     b_draws = rng.integers(0, n_b, n)
     rand = rng.integers(0, 2**31 - 1, (n, 2, preprocessing.RANDOM_INTS))
     b_index = order % n_b if self.config.data.serial_batches else b_draws
+    if self.paired:  # the pair's B, with the pair's one crop and flip
+      b_index, rand[:, 1] = order % n_b, rand[:, 0]
     used = self.steps_per_epoch * self.batch_size
     return {'A': (order % n_a)[:used].astype(np.int64), 'B': b_index[:used].astype(np.int64),
             'A_rand': rand[:used, 0].astype(np.int64), 'B_rand': rand[:used, 1].astype(np.int64)}
@@ -202,9 +220,9 @@ class InputPipeline:
         sizes = {d: tf.constant(self.train_sizes[d]) for d in DOMAINS}
 
       def load_item(item):
-        return {d: preprocessing.augment(
+        return self.encode({d: preprocessing.augment(
             self.train[d].resized(item[d], sizes[d]), item[f'{d}_rand'], self.preprocess,
-            self.crop_size, self.no_flip, self.train_shapes[d]) for d in DOMAINS}
+            self.crop_size, self.no_flip, self.train_shapes[d]) for d in DOMAINS})
 
       scalar, rand = tf.TensorSpec([], tf.int64), tf.TensorSpec([preprocessing.RANDOM_INTS], tf.int64)
       self._load_item = tf.function(load_item, input_signature=[
@@ -238,6 +256,17 @@ class InputPipeline:
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
+  def encode(self, images_by_domain):
+    """{'A', 'B'} float [-1, 1] images as loaded -> as the model takes them: unchanged, or
+    for colorization A = L / 50 - 1 (1 channel) and B = ab / 110 (2 channels)."""
+    if self.mode != 'colorization':
+      return images_by_domain
+    out = {}
+    for domain, image in images_by_domain.items():
+      l_channel, ab = color.tf_rgb_to_model_lab(image)
+      out[domain] = l_channel if domain == 'A' else ab
+    return out
+
   # --- test ------------------------------------------------------------------------------------
 
   def _test_split(self, domain):
@@ -249,7 +278,7 @@ class InputPipeline:
         self._test[domain] = (split, self._resized_sizes(split, train=False))
       return self._test[domain]
 
-  def _test_map(self, split, sizes):
+  def _test_map(self, split, sizes, domain):
     sizes_t = tf.constant(sizes)
     shape = self._output_shape(split, sizes, train=False)
 
@@ -257,7 +286,8 @@ class InputPipeline:
       image = preprocessing.resize_like_pil(split.raw(index), tf.gather(sizes_t, index))
       image = images.to_unit_range(
           preprocessing.center_crop(image, self.preprocess, self.crop_size))
-      return tf.ensure_shape(image, shape) if shape is not None else image
+      image = tf.ensure_shape(image, shape) if shape is not None else image
+      return self.encode({domain: image})[domain]
     return load
 
   def test_names(self, domain):
@@ -267,7 +297,7 @@ class InputPipeline:
     """Unbatched float32 [H, W, C] test images of `domain` (after direction), in name order;
     (image, name) pairs when with_names."""
     split, sizes = self._test_split(domain)
-    load = self._test_map(split, sizes)
+    load = self._test_map(split, sizes, domain)
     ds = tf.data.Dataset.range(len(split))
     if with_names:
       names = tf.constant(list(split.names))
@@ -315,7 +345,9 @@ class InputPipeline:
     synthetic_seasons: the test A scenes and their renders in the other season. folder: when
     testA and testB hold the same file names (extensions aside). tfds: None (tfds order loses
     any pairing)."""
-    if isinstance(self.source, data_sources.SyntheticSource):
+    if self.paired:  # item i of test A and of test B are a pair
+      pairs = [self._test_split(d) for d in DOMAINS]
+    elif isinstance(self.source, data_sources.SyntheticSource):
       arrays = self.source.arrays('test')
       src, truth = (arrays['A'], arrays['B_of_A'])
       if self.config.data.direction == 'BtoA':
@@ -334,11 +366,11 @@ class InputPipeline:
     else:
       return None
     arrays = []
-    for split, sizes in pairs:
+    for domain, (split, sizes) in zip(DOMAINS, pairs):
       if self._output_shape(split, sizes, train=False) is None:
         raise DataError(f'The paired test images of {split.label} have different sizes.')
       ds = tf.data.Dataset.range(len(split)).map(
-          self._test_map(split, sizes), num_parallel_calls=self.num_parallel_calls,
+          self._test_map(split, sizes, domain), num_parallel_calls=self.num_parallel_calls,
           deterministic=True)
       if max_images and max_images > 0:
         ds = ds.take(max_images)

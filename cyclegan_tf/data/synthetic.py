@@ -325,17 +325,21 @@ def split_seeds(split: str, num_images: int, seed: int = 0) -> dict:
     return out
 
 
-def make_split(split: str, num_images: int, size: int, seed: int = 0) -> dict:
+def make_split(split: str, num_images: int, size: int, seed: int = 0,
+               paired: bool = False) -> dict:
     """Build a split as uint8 arrays [N, size, size, 3].
 
     "train": {"A": summer, "B": winter} from independent scene seeds (unpaired).
     "test": additionally "B_of_A", the winter render of each A scene (paired
     ground truth); "B" is still independent winter scenes.
+    paired: "B_of_A" for the train split too, and no unpaired "B" there (the
+    aligned data of pix2pix).
     """
     seeds = split_seeds(split, num_images, seed)
     _check_args(size)
-    out = {"A": np.stack([render_scene(int(s), size, "summer") for s in seeds["A"]]),
-           "B": np.stack([render_scene(int(s), size, "winter") for s in seeds["B"]])}
-    if split == "test":
+    out = {"A": np.stack([render_scene(int(s), size, "summer") for s in seeds["A"]])}
+    if not (paired and split == "train"):
+        out["B"] = np.stack([render_scene(int(s), size, "winter") for s in seeds["B"]])
+    if split == "test" or paired:
         out["B_of_A"] = np.stack([render_scene(int(s), size, "winter") for s in seeds["A"]])
     return out

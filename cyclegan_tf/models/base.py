@@ -8,6 +8,9 @@ GANModel and says:
   GENERATOR_TERMS  the terms that make the generator loss (the plateau policy watches their sum)
   EXPORTS          {generator role: direction ('a2b' | 'b2a')}: the networks a run ships
   VISUAL_NAMES     the visuals the sample grids show, left to right
+  CHANNELS         {'input_nc': allowed, 'output_nc': allowed} channel counts
+  to_rgb(inputs, outputs)          a generator's outputs as RGB/gray pictures (colour spaces)
+  validate_config(config)          raises ValueError for settings the model cannot train with
   build_generators(model_config)   the exported generators alone, for consumers of a run
   __init__         its networks, optimizers and other state, built under the strategy
   replica_step(batch, step)        one iteration on one replica: {loss name: per-example loss}
@@ -21,13 +24,16 @@ loop owns the schedule, the counters and the loss bookkeeping around the step.
 import keras
 import tensorflow as tf
 
+from cyclegan_tf.models import optimizers
+
 DIRECTIONS = ('a2b', 'b2a')
 
 
 def make_optimizer(train_config, precision):
-  """Adam with the reference's lr, beta1 and beta2; wrapped in loss scaling for float16."""
-  optimizer = keras.optimizers.Adam(train_config.lr, beta_1=train_config.beta1,
-                                    beta_2=train_config.beta2)
+  """Adam as torch.optim.Adam computes it (optimizers.TorchAdam) with the reference's lr, beta1
+  and beta2; wrapped in loss scaling for float16."""
+  optimizer = optimizers.TorchAdam(train_config.lr, beta_1=train_config.beta1,
+                                   beta_2=train_config.beta2)
   if precision == 'mixed_float16':  # float16 gradients need loss scaling
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
@@ -49,6 +55,12 @@ class GANModel:
   GENERATOR_TERMS = ()
   EXPORTS = {}
   VISUAL_NAMES = ()
+  CHANNELS = {'input_nc': (1, 3), 'output_nc': (1, 3)}
+
+  @classmethod
+  def validate_config(cls, config):
+    """Raises ValueError, naming the field and the fix, for a setting this model cannot train
+    with (configuration.validate reports it as a ConfigError)."""
 
   @classmethod
   def build_generators(cls, model_config):
@@ -92,6 +104,13 @@ class GANModel:
   def visuals(self, real_a, real_b):
     """{name: images} the image summaries show, in inference mode."""
     raise NotImplementedError
+
+  @staticmethod
+  def to_rgb(inputs, outputs):
+    """A generator's outputs as pictures (float [N, H, W, C] in [-1, 1], C 1 or 3) given its
+    inputs: themselves, unless the model works in another colour space (colorization)."""
+    del inputs
+    return outputs
 
   # ---- shared machinery ----
 

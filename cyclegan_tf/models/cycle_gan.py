@@ -69,6 +69,14 @@ class CycleGAN(base.GANModel):
   VISUAL_NAMES = ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
 
   @classmethod
+  def validate_config(cls, config):
+    if config.loss.lambda_identity > 0 and config.model.input_nc != config.model.output_nc:
+      raise ValueError(
+          f'config.loss.lambda_identity={config.loss.lambda_identity} needs model.input_nc == '
+          f'model.output_nc (got {config.model.input_nc} and {config.model.output_nc}); set '
+          'lambda_identity=0 for data with different channel counts.')
+
+  @classmethod
   def build_generators(cls, model_config):
     return networks.build_cyclegan(model_config, with_discriminators=False,
                                    gemm_last_conv=False)

@@ -11,6 +11,8 @@ from cyclegan_tf.models import base
 # config.model.name -> module holding MODEL.
 MODELS = {
     'cycle_gan': 'cyclegan_tf.models.cycle_gan',
+    'pix2pix': 'cyclegan_tf.models.pix2pix',
+    'colorization': 'cyclegan_tf.models.colorization',
 }
 DEFAULT = 'cycle_gan'  # of runs saved before config.model.name existed (run_dir.read_config)
 

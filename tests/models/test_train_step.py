@@ -20,6 +20,7 @@ from conftest import REPO_ROOT
 from configs import default
 from cyclegan_tf.models import losses
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import optimizers
 from cyclegan_tf.models import cycle_gan
 from cyclegan_tf.training import train_state
 
@@ -61,8 +62,8 @@ def _reference_generator_terms(config, nets, real_a, real_b):
 def _reference_step(config, nets, real_a, real_b):
   """optimize_parameters() of the reference: forward, G step with D frozen, D step."""
   c = config.train
-  opt_g = keras.optimizers.Adam(c.lr, beta_1=c.beta1, beta_2=c.beta2)
-  opt_d = keras.optimizers.Adam(c.lr, beta_1=c.beta1, beta_2=c.beta2)
+  opt_g = optimizers.TorchAdam(c.lr, beta_1=c.beta1, beta_2=c.beta2)
+  opt_d = optimizers.TorchAdam(c.lr, beta_1=c.beta1, beta_2=c.beta2)
   g_vars = nets['G_A'].trainable_variables + nets['G_B'].trainable_variables
   d_vars = nets['D_A'].trainable_variables + nets['D_B'].trainable_variables
   mean = lambda x: float(tf.reduce_mean(x))
