@@ -103,3 +103,28 @@ def test_latest_net_g_a_stays_a_cyclegan_generator(tmp_path, default_config):
   assert (result['role'], arch['model'], arch['dropout']) == ('G_A', 'cycle_gan', False)
   assert result['export_path'] == str(tmp_path / 'out' / 'cyclegan_a2b' / '1')
   assert arch['test_mode'] == 'train'  # batch norm: the reference's test.py without --eval
+
+
+def test_with_the_pix2pix_config_and_its_export(pix2pix_file, tmp_path):
+  """Under configs/pix2pix.py the file must agree with its model settings (U-Net, batch norm,
+  dropout on); G exports as its config.export.model_name_a2b, the name used under any config;
+  a pix2pix run's G exports in the config's test mode."""
+  from configs import pix2pix  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
+  config = pix2pix.get_config()
+  assert config.export.model_name_a2b == convert.PIX2PIX_MODEL_NAME
+  config.model.netG = 'unet_128'
+  pth, _ = pix2pix_file
+  result = convert.convert_file(pth, str(tmp_path / 'out'), config, export=False,
+                                explicit_fields={'netG', 'norm', 'no_dropout'})
+  assert result['architecture']['dropout'] is True and result['role'] == 'G'
+  config.model.norm = 'instance'
+  with pytest.raises(convert.ConversionError, match="config.model.norm='instance'"):
+    convert.convert_file(pth, str(tmp_path / 'bad'), config, explicit_fields={'norm'})
+  config.model.norm = 'batch'
+  config.model.test_mode = 'train'
+  generator = torch_layout.build_network(result['architecture'], name='G')
+  generator.load_weights(result['weights_path'])
+  paths = export.export_generators({'G': generator}, str(tmp_path / 'export'), config, step=3)
+  assert list(paths) == ['pix2pix_a2b']
+  assert serving_model.load_serving_model(paths['pix2pix_a2b']).test_mode == 'train'
