@@ -111,7 +111,8 @@ class Translator:
     return cls(model, model.input_channels,
                model.norm_statistics if shared else None,
                model.translate_with_norm_statistics if shared else None,
-               description=f'SavedModel {model.path} (test mode {model.test_mode})')
+               description=f'SavedModel {model.path}' +
+               (f' (test mode {model.test_mode})' if model.test_mode else ''))
 
   # Edge models: LiteRT / ONNX files through runtimes.py.
   @classmethod

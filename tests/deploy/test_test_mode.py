@@ -93,6 +93,26 @@ def test_serving_lists_the_mode(exports):
   loaded['eval'].version = 2
   assert servables.describe_test_mode(loaded.values()) == (
       ' (test mode: 1 train seed 5, 2 eval)')
+  from serving import model_config  # pylint: disable=g-import-not-at-top
+  from serving import model_server  # pylint: disable=g-import-not-at-top
+  app = model_server.ModelServer(
+      [model_config.ModelConfig(f'net_{mode}', os.path.dirname(path))
+       for mode, path in exports.items()], warm_up=False)
+  try:
+    assert app.ui_config()['test_modes'] == {'net_eval': 'test mode eval',
+                                             'net_train': 'test mode train seed 5'}
+  finally:
+    app.stop()
+
+
+def test_export_and_translate_of_a_run_take_the_mode_from_the_command_line(default_config):
+  run = default_config
+  cli = configuration.validate(type(run)(run.to_dict()))
+  cli.model.test_mode, cli.model.test_seed = 'train', 4
+  for mode in ('export', 'translate'):
+    merged = configuration.mode_config(run, cli, mode)
+    assert export.test_mode_of(merged) == ('train', 4)
+  assert export.test_mode_of(configuration.mode_config(run, cli, 'evaluate')) == ('eval', 0)
 
 
 def test_bad_modes_and_edge_formats_are_refused(default_config):
