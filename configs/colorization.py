@@ -17,6 +17,7 @@ def get_config():
   config.model.input_nc = 1
   config.model.output_nc = 2
   config.data.dataset_mode = 'colorization'
-  config.export.model_name_a2b = 'colorization_a2b'
-  config.export.model_name_b2a = 'colorization_b2a'  # unused: one direction
+  # Paired PSNR / SSIM / L1 and SWD on the RGB pictures; the domain classifier would need
+  # gray and colour training pictures.
+  config.eval.metrics = 'swd,paired,fid_kid'
   return config

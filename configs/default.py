@@ -109,8 +109,10 @@ def get_config():
   evaluation.seed = 0
 
   config.export = export = ml_collections.ConfigDict()
-  export.model_name_a2b = 'cyclegan_a2b'
-  export.model_name_b2a = 'cyclegan_b2a'
+  # SavedModel names of the a2b / b2a generators; '' = the model's own: cyclegan_a2b,
+  # cyclegan_b2a, pix2pix_a2b, colorization_a2b (models/family.py export_name).
+  export.model_name_a2b = ''
+  export.model_name_b2a = ''
   # Edge exports (cyclegan_tf/edge_export.py).
   # What --mode=export (and --mode=pretrained) writes, comma-separated: saved_model (TF Serving),
   # litert (.tflite files), onnx. Edge files go to EXPORT_DIR/<format>/<model name>/<version>/.

@@ -23,6 +23,4 @@ def get_config():
   config.train.pool_size = 0
   config.train.gan_mode = 'vanilla'
   config.loss.lambda_L1 = 100.0
-  config.export.model_name_a2b = 'pix2pix_a2b'
-  config.export.model_name_b2a = 'pix2pix_b2a'  # unused: pix2pix exports one direction
   return config

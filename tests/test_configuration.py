@@ -182,7 +182,7 @@ def test_which_config_wins_on_an_existing_run(default_config):
   assert (merged.model.netG, merged.model.ngf) == ('resnet_6blocks', 16)
   assert merged.eval.num_images == 2 and merged.eval.grid_rows == 6
   assert merged.data.root == '/moved/data'
-  assert merged.export.model_name_a2b == 'cyclegan_a2b'  # not evaluate's to change
+  assert merged.export.model_name_a2b == ''  # the run's (default) value: not evaluate's to change
   assert configuration.mode_config(run, cli, 'export').export.model_name_a2b == 'zebras'
   assert configuration.mode_config(run, cli, 'export').data.root == ''
   assert configuration.ignored_overrides({'model.netG', 'eval.num_images', 'data.root'},

@@ -44,6 +44,7 @@ import numpy as np
 from cyclegan_tf.deploy import export as export_lib
 from cyclegan_tf.data import image_files
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import family
 from cyclegan_tf.models import test_time
 from cyclegan_tf.models import torch_layout
 
@@ -67,8 +68,6 @@ PUBLISHED_MODELS = (
 PIX2PIX_PREFIX = 'pix2pix_'
 PIX2PIX_MODELS = ('edges2shoes', 'sat2map', 'map2sat', 'facades_label2photo', 'day2night')
 PIX2PIX_PUBLISHED = tuple(PIX2PIX_PREFIX + name for name in PIX2PIX_MODELS)
-# configs/pix2pix.py's config.export.model_name_a2b: G's export name under other configs.
-PIX2PIX_MODEL_NAME = 'pix2pix_a2b'
 # net_G_A ... anywhere in the name, then an optional copy suffix " (1)" / "-1", then .pth / .pt.
 _ROLE_IN_NAME = re.compile(r'net_(G_A|G_B|D_A|D_B|G|D)(?:\s*\(\d+\)|[-_ ]\d+)?\.pth?$',
                            re.IGNORECASE)
@@ -245,11 +244,10 @@ def _apply_config(arch, role, config, explicit_fields=None):
 
 
 def _model_names(config):
-  if config is None:
-    return {'G_A': 'cyclegan_a2b', 'G_B': 'cyclegan_b2a', 'G': PIX2PIX_MODEL_NAME}
-  pix2pix = config.model.get('name') == 'pix2pix'
-  return {'G_A': config.export.model_name_a2b, 'G_B': config.export.model_name_b2a,
-          'G': config.export.model_name_a2b if pix2pix else PIX2PIX_MODEL_NAME}
+  export = config.export if config is not None else {'model_name_a2b': '', 'model_name_b2a': ''}
+  return {'G_A': family.export_name('cycle_gan', export, 'a2b'),
+          'G_B': family.export_name('cycle_gan', export, 'b2a'),
+          'G': family.export_name('pix2pix', export, 'a2b')}
 
 
 def test_mode_for(model, config=None, explicit_fields=None):

@@ -284,7 +284,7 @@ def model_names(config):
   """{generator role: model name} of the generators the config's model exports (its EXPORTS):
   config.export.model_name_a2b / _b2a by direction; for cycle_gan G_A maps domain A to B
   (after config.data.direction)."""
-  return {role: config.export[f'model_name_{direction}']
+  return {role: family.export_name(config.model, config.export, direction)
           for role, direction in family.get(config.model).EXPORTS.items()}
 
 

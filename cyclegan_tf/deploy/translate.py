@@ -26,24 +26,14 @@ config.translate.tile_size are translated in overlapping tiles (tile_overlap pix
 with cosine ramps), so memory stays bounded by the tile size.
 
 Instance norm and tiles: each instance-norm layer normalises by the mean and variance of the
-image it sees, so tiles translated on their own each get their own statistics and disagree
-(visible seams and colour shifts). Tiles here share one set of statistics: a first pass over
-the whole image, downscaled so that its longer side is at most `stats_size` (default
-tile_size), records every instance-norm layer's mean and variance, and every tile is then
-translated with those fixed values (inference.run_generator). Measured on a 128x160 image with a
-random-weight resnet_6blocks (ngf 8), 96-px tiles overlapping by 32 px, outputs in [-1, 1]
-(tests/deploy/test_translate.py), the mean absolute difference to whole-image translation is 0.047
-with the default statistics (a pass downscaled 1.67x to the tile size), 0.0085 with
-full-resolution statistics (stats_size >= the image; what is left comes from the tiles'
-borders, and shrinks with more overlap), and 0.12 without shared statistics (every tile
-normalised on its own). The downscaled pass is an approximation (networks are not scale
-invariant): the larger config.translate.stats_size, the closer to whole-image results, at the
-memory cost of a pass of that size.
-
+image it sees, so tiles translated on their own would each get their own statistics (visible
+seams and colour shifts). Tiles here share one set: a first pass over the whole image,
+downscaled so that its longer side is at most `stats_size` (default tile_size), records every
+instance-norm layer's mean and variance, and every tile is translated with those fixed values
+(inference.run_generator); docs/deploy.md gives the measured gaps to whole-image translation.
 Batch norm and dropout follow config.model.test_mode (models/test_time.py; a SavedModel keeps
-the mode it was exported in): 'eval' uses the moving averages, the same for every tile; 'train'
-(the reference's test.py without --eval) normalises per image, with statistics shared between
-tiles as for instance norm, and keeps dropout on with a mask seeded per tile.
+its export's): 'eval' uses the moving averages, the same for every tile; 'train' normalises per
+image, sharing statistics between tiles as instance norm does, with a seeded dropout mask.
 """
 
 import contextlib
@@ -58,6 +48,7 @@ from cyclegan_tf.deploy import export
 from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import color
 from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
@@ -101,6 +92,15 @@ class Translator:
                padded.translate_with_norm_statistics,
                description=f'generator {generator.name} (test mode {test_mode})')
 
+  def through_lab(self):
+    """This translator of a colorization generator (L -> ab) as one of pictures: RGB or gray
+    in, colour out (color.LabPictures)."""
+    lightness = lambda images, *args: self.norm_statistics(color.lightness(images), *args)
+    return Translator(color.LabPictures(self.whole), 3,
+                      lightness if self.norm_statistics else None,
+                      color.LabPictures(self.with_statistics) if self.with_statistics else None,
+                      description=f'{self.description} (L -> ab, in Lab)', max_tile=self.max_tile)
+
   @classmethod
   def from_saved_model(cls, path):
     model = serving_model.load_serving_model(path)
@@ -129,17 +129,18 @@ class Translator:
 
 
 def _resolve_saved_model(path, config, direction):
-  """An export root E (holding both model names) picks the model by direction; a folder
-  holding one model base only (a converted pix2pix_a2b) picks that one."""
-  names = {'AtoB': config.export.model_name_a2b, 'BtoA': config.export.model_name_b2a}
+  """An export root E (holding model folders) picks the model of `direction`: the configured
+  name (config.export.model_name_*), else its one folder named *_a2b (*_b2a for BtoA)."""
   if (not os.path.isdir(path) or export.list_versions(path) or
       os.path.isfile(os.path.join(path, 'saved_model.pb'))):
     return path
-  candidate = os.path.join(path, names[direction])
-  bases = [n for n in os.listdir(path) if export.list_versions(os.path.join(path, n))]
-  if not os.path.isdir(candidate) and len(bases) == 1 and direction == 'AtoB':
-    candidate = os.path.join(path, bases[0])
-  return candidate if os.path.isdir(candidate) else path
+  suffix = 'a2b' if direction == 'AtoB' else 'b2a'
+  candidate = os.path.join(path, family.export_name(config.model, config.export, suffix))
+  if os.path.isdir(candidate):
+    return candidate
+  matches = sorted(e for e in os.listdir(path) if e.endswith(f'_{suffix}') and
+                   os.path.isdir(os.path.join(path, e)))
+  return os.path.join(path, matches[0]) if len(matches) == 1 else path
 
 
 def load_translator(config, workdir=None, saved_model=None, direction='AtoB', step=None,
@@ -170,8 +171,9 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     raise configuration.ConfigError(
         f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
-  return Translator.from_generator(by_direction[wanted], run_config.model.netG,
-                                   *export.test_mode_of(config))
+  translator = Translator.from_generator(by_direction[wanted], run_config.model.netG,
+                                         *export.test_mode_of(config))
+  return translator.through_lab() if run_config.model.name == 'colorization' else translator
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ import tensorflow as tf
 
 from cyclegan_tf import distribute
 from cyclegan_tf.data import images as images_lib
+from cyclegan_tf.models import base
 from cyclegan_tf.models import family
 from cyclegan_tf.models import inference
 from cyclegan_tf.data import input_pipeline
@@ -176,6 +177,37 @@ def translate_test_data(data, generators):
   return out
 
 
+def _to_rgb(config, inputs, outputs):
+  if outputs is None:
+    return None
+  return np.asarray(family.get(config.model).to_rgb(inputs, outputs))
+
+
+def _converts(config):
+  return family.get(config.model).to_rgb is not base.GANModel.to_rgb
+
+
+def in_picture_space(config, data):
+  """Test data whose B images are pictures: unchanged, or for a model in another colour space
+  (colorization: B = ab of each A's lightness) converted by the model's to_rgb."""
+  if not _converts(config):
+    return data
+  paired = data.paired
+  if paired is not None:
+    paired = input_pipeline.PairedTestSet(paired.a, _to_rgb(config, paired.a, paired.b_true))
+  return dataclasses.replace(data, b=_to_rgb(config, data.a, data.b), paired=paired)
+
+
+def outputs_in_picture_space(config, data, tr):
+  """Translations whose a2b outputs are pictures (see in_picture_space)."""
+  if not _converts(config):
+    return tr
+  fake_b = _to_rgb(config, data.a, tr.fake_b)
+  paired_fake_b = (fake_b if tr.paired_fake_b is tr.fake_b else
+                   _to_rgb(config, data.paired.a, tr.paired_fake_b))
+  return dataclasses.replace(tr, fake_b=fake_b, paired_fake_b=paired_fake_b)
+
+
 @dataclasses.dataclass
 class Context:
   """What evaluators are built on: the config, the input pipeline, the run directory and the
@@ -251,6 +283,8 @@ def write_pictures(workdir, step, metrics, data, tr, grid_rows=6):
     if fake is None:  # a model without this direction
       continue
     g, f = (('G_A', 'G_B') if src == 'A' else ('G_B', 'G_A'))
+    if rec is None:  # a one-generator model (pix2pix)
+      g = 'G'
     # (column, title, file suffix); the cycle only where both directions exist.
     parts = [(real, f'real {src}', f'real_{src}'), (fake, f'{g}({src})', f'fake_{dst}')]
     if rec is not None:
@@ -308,7 +342,8 @@ class Evaluator:
 
   def _prepare(self):
     if self._data is None:
-      self._data = load_test_data(self.pipeline, int(self.config.eval.num_images or 0))
+      self._data = in_picture_space(
+          self.config, load_test_data(self.pipeline, int(self.config.eval.num_images or 0)))
     if self._evaluators is None:
       context = Context(self.config, self.pipeline, self.workdir, self._data)
       self._evaluators = evaluators_lib.build(self.config.eval.metrics, context)
@@ -335,7 +370,7 @@ class Evaluator:
     start = time.perf_counter()
     self._prepare()
     data = self._data
-    tr = translate_test_data(data, generators)
+    tr = outputs_in_picture_space(self.config, data, translate_test_data(data, generators))
     metrics = compute_metrics(data, tr, self._evaluators)
     metrics = {'step': step, **{k: _json_value(v) for k, v in metrics.items()}}
     run_dir.write_text(run_dir.metrics_path(self.workdir, step),

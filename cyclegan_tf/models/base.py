@@ -8,6 +8,7 @@ GANModel and says:
   GENERATOR_TERMS  the terms that make the generator loss (the plateau policy watches their sum)
   EXPORTS          {generator role: direction ('a2b' | 'b2a')}: the networks a run ships
   VISUAL_NAMES     the visuals the sample grids show, left to right
+  EXPORT_PREFIX    default SavedModel names: EXPORT_PREFIX_a2b / _b2a
   CHANNELS         {'input_nc': allowed, 'output_nc': allowed} channel counts
   to_rgb(inputs, outputs)          a generator's outputs as RGB/gray pictures (colour spaces)
   validate_config(config)          raises ValueError for settings the model cannot train with
@@ -55,6 +56,7 @@ class GANModel:
   GENERATOR_TERMS = ()
   EXPORTS = {}
   VISUAL_NAMES = ()
+  EXPORT_PREFIX = None  # default SavedModel names: <prefix>_a2b, <prefix>_b2a; None: NAME
   CHANNELS = {'input_nc': (1, 3), 'output_nc': (1, 3)}
 
   @classmethod

@@ -70,3 +70,26 @@ def tf_model_lab_to_rgb(l_channel, ab):
   rgb = tf.numpy_function(lambda l, a: (model_lab_to_rgb(l, a) * 2.0 - 1.0).astype(np.float32),
                           [l_channel, ab], tf.float32, stateful=False)
   return tf.ensure_shape(rgb, l_channel.shape[:-1] + [3])
+
+
+class LabPictures:
+  """A function of lightness (float [N, H, W, 1], L / 50 - 1; a colorization generator's
+  input, plus any further arguments) to ab, as a function of pictures: float RGB (or gray)
+  [N, H, W, C] in [-1, 1] -> float32 RGB [N, H, W, 3] in [-1, 1], the picture's L with the
+  predicted ab (lab2rgb). Gray pictures have their own L exactly."""
+
+  def __init__(self, function):
+    self.function = function
+
+  def __call__(self, images, *args):
+    l_channel = lightness(images)
+    ab = np.asarray(self.function(l_channel, *args))
+    return (model_lab_to_rgb(l_channel, ab) * 2.0 - 1.0).astype(np.float32)
+
+
+def lightness(images):
+  """Pictures float [..., C] in [-1, 1] (C 1 or 3) -> their L / 50 - 1 [..., 1], float32."""
+  images = np.asarray(images, np.float32)
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  return rgb_to_model_lab(images)[0]

@@ -14,6 +14,7 @@ class Colorization(pix2pix.Pix2Pix):
   """pix2pix with input_nc 1 (L) and output_nc 2 (ab); the same step and losses."""
 
   NAME = 'colorization'
+  EXPORT_PREFIX = 'colorization'
   CHANNELS = {'input_nc': (1,), 'output_nc': (2,)}
   VISUAL_NAMES = ('real_A', 'real_B_rgb', 'fake_B_rgb')
 

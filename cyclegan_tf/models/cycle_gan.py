@@ -66,6 +66,7 @@ class CycleGAN(base.GANModel):
   LOSS_NAMES = LOSS_NAMES
   GENERATOR_TERMS = ('G_A', 'G_B', 'cycle_A', 'cycle_B', 'idt_A', 'idt_B')
   EXPORTS = {'G_A': 'a2b', 'G_B': 'b2a'}
+  EXPORT_PREFIX = 'cyclegan'
   VISUAL_NAMES = ('real_A', 'fake_B', 'rec_A', 'real_B', 'fake_A', 'rec_B')
 
   @classmethod

@@ -37,6 +37,14 @@ def build_generators(model_config):
   return get(model_config).build_generators(model_config)
 
 
+def export_name(model_config_or_name, export_config, direction):
+  """The SavedModel name of the `direction` ('a2b' | 'b2a') generator: config.export's
+  model_name_<direction>, or when that is '' the model's default (cyclegan_a2b, pix2pix_a2b)."""
+  configured = export_config[f'model_name_{direction}']
+  model = get(model_config_or_name)
+  return configured or f'{model.EXPORT_PREFIX or model.NAME}_{direction}'
+
+
 def by_direction(model_config, generators):
   """{role: generator} -> {direction ('a2b' | 'b2a'): generator}, for the roles the model
   exports."""

@@ -48,6 +48,7 @@ class Pix2Pix(base.GANModel):
   LOSS_NAMES = LOSS_NAMES
   GENERATOR_TERMS = ('G_GAN', 'G_L1')
   EXPORTS = {'G': 'a2b'}
+  EXPORT_PREFIX = 'pix2pix'
   VISUAL_NAMES = ('real_A', 'fake_B', 'real_B')
 
   @classmethod

@@ -107,12 +107,13 @@ def test_latest_net_g_a_stays_a_cyclegan_generator(tmp_path, default_config):
 
 def test_with_the_pix2pix_config_and_its_export(pix2pix_file, tmp_path):
   """Under configs/pix2pix.py the file must agree with its model settings (U-Net, batch norm,
-  dropout on); G exports as its config.export.model_name_a2b, the name used under any config;
-  a pix2pix run's G exports in the config's test mode."""
+  dropout on); G exports as pix2pix_a2b, the pix2pix model's name, under any config; a pix2pix
+  run's G exports in the config's test mode."""
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.deploy import export  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.models import family  # pylint: disable=g-import-not-at-top
   config = pix2pix.get_config()
-  assert config.export.model_name_a2b == convert.PIX2PIX_MODEL_NAME
+  assert family.export_name(config.model, config.export, 'a2b') == 'pix2pix_a2b'
   config.model.netG = 'unet_128'
   pth, _ = pix2pix_file
   result = convert.convert_file(pth, str(tmp_path / 'out'), config, export=False,

@@ -115,8 +115,8 @@ def test_a_second_model_trains_resumes_exports_evaluates_and_translates(one_way_
                                                   '.ATTRIBUTES/VARIABLE_VALUE'))
 
   paths = export.export_run(_config(), workdir)
-  assert set(paths) == {'cyclegan_a2b'}
-  served = serving_model.load_serving_model(paths['cyclegan_a2b'])
+  assert set(paths) == {'one_way_l1_a2b'}
+  served = serving_model.load_serving_model(paths['one_way_l1_a2b'])
   images = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
   np.testing.assert_allclose(served(images).numpy(), nets['G'](images).numpy(), atol=1e-5)
 

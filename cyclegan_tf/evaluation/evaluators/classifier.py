@@ -3,6 +3,8 @@ G_B(B) as A (classifier_b2a), 1 = fully translated; the untranslated images' sha
 baselines; the classifier's accuracy on the real test images. The classifier (a small CNN on
 trainA vs trainB, domain_classifier.py) is trained once per run and cached in eval/."""
 
+from absl import logging
+
 from cyclegan_tf.evaluation import domain_classifier
 
 NAME = 'classifier'
@@ -12,6 +14,12 @@ class Evaluator:
 
   def __init__(self, context):
     c = context.config.eval
+    m = context.config.model
+    self.model = None
+    if {m.input_nc, m.output_nc} - {1, 3}:  # e.g. colorization's ab: no pictures to learn on
+      logging.info('No classifier metrics: the training images of %s (%d and %d channels) are '
+                   'not pictures.', m.name, m.input_nc, m.output_nc)
+      return
     size = domain_classifier.input_size(context.data.a.shape[1:])
     self.model = domain_classifier.load_or_train(
         context.workdir, context.pipeline, size, train_images=int(c.classifier_train_images),
@@ -23,6 +31,8 @@ class Evaluator:
         self.model, domain_classifier.as_input(images, size), domain)
 
   def run(self, data, tr):
+    if self.model is None:
+      return
     baseline_a2b, baseline_b2a = self._share(data.a, 'B'), self._share(data.b, 'A')
     if tr.fake_b is not None:  # None: the model has no such generator
       yield 'classifier_a2b', self._share(tr.fake_b, 'B')
