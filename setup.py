@@ -3,6 +3,7 @@
 import setuptools
 
 SERVING = ['tensorflow-serving-api==2.21.0', 'grpcio>=1.60']
+VIDEO = ['av>=18.1']
 COLORIZATION = ['scikit-image>=0.22']
 EDGE = ['ai-edge-litert==2.3.0', 'tf2onnx==1.17.0', 'onnxruntime>=1.20']
 
@@ -34,10 +35,12 @@ setuptools.setup(
         'serving': SERVING,
         # Edge exports (LiteRT, ONNX) and their runtimes.
         'edge': EDGE,
+        # Video files (mp4, mov, avi, webm, mkv) for translate: PyAV, FFmpeg inside the wheel.
+        'video': VIDEO,
         'convert': ['torch==2.13.0'],
         # The colorization model's Lab conversion.
         'colorization': COLORIZATION,
         'test': ['pytest>=8.0', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5', 'dill>=0.3.8',
-                 'selenium>=4.20'] + SERVING + EDGE + COLORIZATION,
+                 'selenium>=4.20'] + SERVING + EDGE + COLORIZATION + VIDEO,
     },
 )

@@ -147,5 +147,12 @@ def get_config():
   # Longer side (px) of the downscaled whole-image pass whose instance-norm statistics all
   # tiles share; 0 = tile_size. Larger is closer to untiled results, at that pass's memory.
   translate.stats_size = 0
+  # Videos and animated images: weight in [0, 1) of the past in a moving average over frames of
+  # each instance-norm layer's statistics (deploy/frames.py); 0 = every frame on its own, as
+  # single images always are. Costs a second generator pass per frame.
+  translate.temporal_smoothing = 0.0
+  # Animated GIF / WebP / APNG: write one PNG per frame (NAME_00001.png, ...) instead of one
+  # animated file.
+  translate.frames_as_files = False
 
   return config

@@ -9,6 +9,11 @@ format name: whatever the signature's own decoder reads (JPEG, camera MPO JPEGs,
 WebP where the export decodes it) goes through, and the decoder's own error is reported
 otherwise.
 
+Animated GIF, WebP and APNG images sent to an encoded-image signature (translate_image) have
+every frame translated: the frames go through the signature as one batch of PNGs, and the
+answer is an animated PNG (APNG: still a PNG, frame 1 for viewers that do not animate) with the
+source's frame durations and loop count. Up to defaults.MAX_ANIMATION_FRAMES frames.
+
 At most `max_concurrent` predictions run at once (threads of one executor, so memory stays
 bounded); a request that waits or runs past its deadline gets DEADLINE_EXCEEDED while its
 computation, which TensorFlow cannot interrupt, finishes in the background.
@@ -23,6 +28,7 @@ import re
 
 import numpy as np
 
+from cyclegan_tf.data import animation
 from serving import defaults
 from serving.errors import ServingError
 from serving.errors import invalid
@@ -145,6 +151,11 @@ class Predictor:
       if header is None:
         raise _not_an_image(where, data)
       self._check_pixels(where, header[1], header[2])
+      frames = animation.frame_count(data) if animation.is_animated(data) else 1
+      if frames > defaults.MAX_ANIMATION_FRAMES:
+        raise invalid(f'{where}: an animated image of {frames} frames, over the limit of '
+                      f'{defaults.MAX_ANIMATION_FRAMES}; send fewer frames, or translate it '
+                      'with python main.py --mode=translate.')
 
   @staticmethod
   def _check_range(servable, spec, name, array):
@@ -182,6 +193,40 @@ class Predictor:
 
   @staticmethod
   def _call(servable, spec, arrays):
+    strings = [n for n, info in spec.inputs.items() if info.dtype_name == 'DT_STRING']
+    if len(strings) == 1 and len(spec.inputs) == 1 and any(
+        animation.is_animated(bytes(d)) for d in arrays[strings[0]].ravel()):
+      return Predictor._call_animated(servable, spec, strings[0], arrays[strings[0]].ravel())
+    return Predictor._run_function(servable, spec, arrays)
+
+  @staticmethod
+  def _call_animated(servable, spec, name, images):
+    """Runs an encoded-image signature on every frame of the animated images among `images`
+    (still ones go through as they are) and answers each animation as an APNG."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    batch, parts = [], []  # parts: (first index in batch, frame count, Animation or None)
+    for data in images:
+      data = bytes(data)
+      if animation.is_animated(data):
+        pngs, clip = animation.frames_as_png(data)
+      else:
+        pngs, clip = [data], None
+      parts.append((len(batch), len(pngs), clip))
+      batch += pngs
+    outputs = Predictor._run_function(servable, spec, {name: np.array(batch, dtype=object)})
+    key = next(k for k, v in outputs.items() if v.dtype == object)
+    answers = []
+    for start, count, clip in parts:
+      results = outputs[key][start:start + count]
+      if clip is None:
+        answers.append(results[0])
+        continue
+      frames = [np.asarray(Image.open(io.BytesIO(r)).convert('RGB')) for r in results]
+      answers.append(animation.encode_animation(frames, clip.durations, clip.loop, 'PNG'))
+    return {key: np.array(answers, dtype=object)}
+
+  @staticmethod
+  def _run_function(servable, spec, arrays):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     function = servable.functions[spec.key]
     try:

@@ -5,7 +5,8 @@ Free of TensorFlow, so the REST client (serving/client.py) starts instantly.
 A folder's images are its files with an image extension (any case), walked recursively, but
 never inside hidden folders (`.ipynb_checkpoints/`, `.git/`: copies there would train twice)
 and never hidden files (macOS `._NAME.jpg` AppleDouble companions, `.DS_Store`). Every other
-file that is left out is reported by name with the reason, so nothing is skipped silently.
+file that is left out is reported by name with the reason, so nothing is skipped silently;
+videos (VIDEO_EXTENSIONS) are named as videos, which translate takes and training does not.
 """
 
 import collections
@@ -17,6 +18,9 @@ import os
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.ppm',
                     '.pgm', '.pbm', '.pnm', '.pfm', '.mpo')
 
+# Containers translate reads and writes through PyAV (deploy/video.py); never training images.
+VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.avi', '.webm', '.mkv')
+
 Listing = collections.namedtuple('Listing', ['paths', 'skipped'])
 Listing.__doc__ = """Image files found (sorted paths) and what was left out: [(path, reason)]."""
 
@@ -27,8 +31,16 @@ def is_image_file(name):
   return not base.startswith('.') and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def is_video_file(name):
+  """True for a file name with a video extension (VIDEO_EXTENSIONS) that is not a hidden file."""
+  base = os.path.basename(name)
+  return not base.startswith('.') and base.lower().endswith(VIDEO_EXTENSIONS)
+
+
 def _skip_reason(name):
   base = os.path.basename(name)
+  if is_video_file(name):
+    return 'a video, not an image (--mode=translate translates videos)'
   if base.startswith('._'):
     return 'a macOS AppleDouble companion file, not an image'
   if base.startswith('.'):
@@ -36,8 +48,11 @@ def _skip_reason(name):
   return f'not an image file extension ({", ".join(IMAGE_EXTENSIONS)})'
 
 
-def list_image_files(folder, recursive=True):
-  """The image files under `folder` -> Listing(paths, skipped); see the module docstring."""
+def list_image_files(folder, recursive=True, videos=False):
+  """The image files under `folder` -> Listing(paths, skipped); see the module docstring.
+
+  videos: also list video files (VIDEO_EXTENSIONS) among the paths, for translate.
+  """
   paths, skipped = [], []
   for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
     hidden = sorted(d for d in dirnames if d.startswith('.'))
@@ -46,7 +61,7 @@ def list_image_files(folder, recursive=True):
     dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recursive else []
     for name in filenames:
       path = os.path.join(dirpath, name)
-      if is_image_file(name):
+      if is_image_file(name) or videos and is_video_file(name):
         paths.append(path)
       else:
         skipped.append((path, _skip_reason(name)))
@@ -62,7 +77,9 @@ def summarize_skipped(skipped, where, limit=8):
   shown = '; '.join(f'{os.path.relpath(p, where) if where else p} ({reason})'
                     for p, reason in skipped[:limit])
   more = f'; and {len(skipped) - limit} more' if len(skipped) > limit else ''
-  return f'Left out {len(skipped)} file(s) of {where}: {shown}{more}.'
+  videos = sum(is_video_file(p) for p, _ in skipped)
+  of_them = f' ({videos} of them video(s), not images)' if videos else ''
+  return f'Left out {len(skipped)} file(s){of_them} of {where}: {shown}{more}.'
 
 
 def collect_inputs(pattern):
@@ -74,8 +91,10 @@ def collect_inputs(pattern):
   return find_inputs(pattern).paths
 
 
-def find_inputs(pattern):
+def find_inputs(pattern, videos=False):
   """An image file, a folder (its image files, not recursive, sorted) or a glob.
+
+  videos: a folder's video files are inputs too (translate takes them).
 
   A file or folder that exists under exactly that name is taken as is, even when its name reads
   as a glob ('photo[1].jpg', 'My Data [v2]'), and so is the longest leading part of a glob
@@ -87,11 +106,13 @@ def find_inputs(pattern):
   if os.path.isfile(pattern):
     return Listing([pattern], [])
   if os.path.isdir(pattern):
-    listing = list_image_files(pattern, recursive=False)
+    listing = list_image_files(pattern, recursive=False, videos=videos)
     if not listing.paths:
       held = f' It holds: {summarize_skipped(listing.skipped, pattern)}' if listing.skipped else ''
+      kinds = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
       raise FileNotFoundError(
-          f'Folder {pattern} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).{held}')
+          f'Folder {pattern} holds no image{" or video" if videos else ""} files '
+          f'({", ".join(kinds)}).{held}')
     return listing
   if glob.has_magic(pattern):
     paths = _glob_files(pattern)
@@ -180,6 +201,9 @@ def describe_bytes(head, size=None):
     return 'an empty file'
   if head[:4] == b'RIFF' and head[8:12] == b'WEBP':
     return 'a WebP image'
+  video = _video_kind(head)
+  if video:
+    return video
   for magic, what in _SIGNATURES:
     if head.startswith(magic):
       return what
@@ -197,6 +221,19 @@ def describe_bytes(head, size=None):
     return 'a text file'
   except UnicodeDecodeError:
     return 'binary data of an unknown format'
+
+
+def _video_kind(head):
+  """'an AVI video' and the like for the first bytes of a video container, else None."""
+  if head[:4] == b'RIFF' and head[8:12] == b'AVI ':
+    return 'an AVI video'
+  if head[4:8] == b'ftyp':
+    return 'a QuickTime video (.mov)' if head[8:10] == b'qt' else 'an MP4 video'
+  if head[4:8] in (b'moov', b'mdat', b'wide', b'free'):
+    return 'a QuickTime video (.mov)'
+  if head[:4] == b'\x1aE\xdf\xa3':
+    return 'a WebM video' if b'webm' in head[:64] else 'a Matroska video (.mkv)'
+  return None
 
 
 def describe_file(path, head_bytes=512):

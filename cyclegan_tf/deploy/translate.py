@@ -8,7 +8,9 @@
 a fixed-size file takes images up to its size (reflect-padded to it) and larger ones in tiles
 of its size; LiteRT and ONNX files have no shared instance-norm statistics for tiles.
 
-PATH is an image file, a folder (its image files, not recursive) or a glob. Every input is
+PATH is an image file, a folder (its image and video files, not recursive) or a glob; videos
+and animated GIF / WebP / APNG files are translated frame by frame into the same kind of file
+(docs/deploy.md, Video; deploy/frames.py, deploy/video.py). Every input is
 written to DIR as a PNG named after it (``photo.jpg`` -> ``DIR/photo.png``) at its own size,
 upright (EXIF orientation applied); inputs whose names would collide (``a.jpg`` and ``a.png``)
 keep their extension in the name (``a_jpg.png``). An output that would replace one of the
@@ -45,7 +47,10 @@ import tensorflow as tf
 
 from cyclegan_tf import configuration
 from cyclegan_tf.deploy import export
+from cyclegan_tf.deploy import frames as frames_lib
 from cyclegan_tf.deploy import serving_model
+from cyclegan_tf.deploy import tiling
+from cyclegan_tf.data import animation
 from cyclegan_tf.data import image_files
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import color
@@ -54,10 +59,13 @@ from cyclegan_tf.models import inference
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf import run_dir
 from cyclegan_tf.deploy import runtimes
+from cyclegan_tf.deploy import video as video_lib
 
 DIRECTIONS = ('AtoB', 'BtoA')
 PROGRESS_SECONDS = 10  # at most one progress line this often
 output_names = image_files.output_names
+tile_starts = tiling.tile_starts  # kept here for callers of translate.*
+translate_image = tiling.translate_image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,100 +184,6 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
   return translator.through_lab() if run_config.model.name == 'colorization' else translator
 
 
-# ---------------------------------------------------------------------------------------------
-# Tiling.
-
-
-def tile_starts(length, tile, overlap):
-  """Start offsets of tiles of `tile` pixels covering [0, length), overlapping >= `overlap`."""
-  if length <= tile:
-    return [0]
-  stride = tile - overlap
-  starts = list(range(0, length - tile, stride))
-  starts.append(length - tile)
-  return starts
-
-
-def _ramp(overlap):
-  """Cosine ramp rising from ~0 to ~1 over `overlap` pixels; ramp + reversed ramp = 1."""
-  i = np.arange(overlap, dtype=np.float64) + 0.5
-  return (0.5 - 0.5 * np.cos(np.pi * i / overlap)).astype(np.float32)
-
-
-def _tile_weights(start, size, length, overlap):
-  """1-D blending weights of a tile: ramps on the sides that overlap a neighbour."""
-  weights = np.ones(size, np.float32)
-  ramp_len = min(overlap, size)
-  if ramp_len > 0:
-    if start > 0:
-      weights[:ramp_len] = _ramp(ramp_len)
-    if start + size < length:
-      weights[size - ramp_len:] = np.minimum(weights[size - ramp_len:], _ramp(ramp_len)[::-1])
-  return weights
-
-
-def _downscale(image, max_side):
-  height, width = image.shape[0], image.shape[1]
-  scale = max_side / max(height, width)
-  if scale >= 1:
-    return image
-  size = (max(1, round(height * scale)), max(1, round(width * scale)))
-  return tf.image.resize(image, size, method='area').numpy()
-
-
-def _tiles(height, width, tile_size, tile_overlap):
-  """[(y, x, tile_h, tile_w, weights [tile_h, tile_w, 1])] covering the image."""
-  tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-  tiles = []
-  for y in tile_starts(height, tile_size, tile_overlap):
-    wy = _tile_weights(y, tile_h, height, tile_overlap)
-    for x in tile_starts(width, tile_size, tile_overlap):
-      wx = _tile_weights(x, tile_w, width, tile_overlap)
-      tiles.append((y, x, tile_h, tile_w, np.outer(wy, wx)[..., np.newaxis]))
-  return tiles
-
-
-def translate_image(translator, image, tile_size=512, tile_overlap=64, shared_statistics=True,
-                    stats_size=None):
-  """One float32 [H, W, C] image in [-1, 1] -> its translation at the same size (numpy).
-
-  Images whose longer side is at most tile_size go through in one piece. Larger ones go in
-  tiles of tile_size overlapping by tile_overlap pixels, blended with cosine ramps. With
-  shared_statistics (and a translator that supports it) all tiles use the instance-norm
-  statistics of one pass over the whole image downscaled so that its longer side is at most
-  stats_size (default tile_size; a stats_size >= the image's longer side uses full-resolution
-  statistics, at the memory cost of a whole-image pass).
-  """
-  if tile_size < 1:
-    raise ValueError(f'tile_size must be >= 1, got {tile_size}.')
-  if not 0 <= tile_overlap < tile_size:
-    raise ValueError(f'tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}.')
-  image = np.asarray(image, np.float32)
-  height, width = image.shape[:2]
-  if max(height, width) <= tile_size:
-    return np.asarray(translator.whole(image[np.newaxis]))[0]
-
-  statistics = None
-  if shared_statistics and translator.shares_statistics:
-    small = _downscale(image, stats_size or tile_size)
-    statistics = translator.norm_statistics(small[np.newaxis])
-
-  total = None
-  weight_sum = np.zeros((height, width, 1), np.float32)
-  for y, x, h, w, weights in _tiles(height, width, tile_size, tile_overlap):
-    tile = image[np.newaxis, y:y + h, x:x + w]
-    if statistics is None:
-      out = translator.whole(tile)
-    else:
-      out = translator.with_statistics(tile, statistics)
-    out = np.asarray(out)[0]
-    if total is None:
-      total = np.zeros((height, width, out.shape[-1]), np.float32)
-    total[y:y + h, x:x + w] += out * weights
-    weight_sum[y:y + h, x:x + w] += weights
-  return total / weight_sum
-
-
 def _refuse_overwriting_inputs(paths, output, names):
   """Raises FileExistsError when an output file would replace one of the inputs."""
   inputs = {os.path.realpath(p) for p in paths}
@@ -297,15 +211,20 @@ def _write_bytes(path, data):
     os.fsync(f.fileno())
 
 
-def write_file_atomically(path, data):
+def write_file_atomically(path, data, write=None):
   """Writes bytes to `path` through a temporary file renamed into place (os.replace).
 
-  On any error (OSError such as ENOSPC, EACCES, EROFS; KeyboardInterrupt) the temporary file is
-  removed and the error re-raised: `path` is either the whole new file or untouched.
+  write: instead of bytes, a function that writes the temporary file given its path (a video
+  encoder). On any error (OSError such as ENOSPC, EACCES, EROFS; KeyboardInterrupt) the
+  temporary file is removed and the error re-raised: `path` is either the whole new file or
+  untouched.
   """
   tmp = _temporary_name(path)
   try:
-    _write_bytes(tmp, data)
+    if write is None:
+      _write_bytes(tmp, data)
+    else:
+      write(tmp)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(OSError):
@@ -341,21 +260,63 @@ def _describe_unreadable(path, reason):
     return f'{path}: {reason}'
 
 
+def _clip_name(name, path):
+  """A clip's output name: its PNG name with the input's extension ('clip.png' -> 'clip.mp4')."""
+  return os.path.splitext(name)[0] + os.path.splitext(path)[1].lower()
+
+
+def _translate_clip(config, translator, path, target, tile_args):
+  """Translates a video or an animated image into `target` (frames_as_files: one PNG per
+  frame, TARGET_00001.png, ...); returns the written paths. Raises DataError for an unreadable
+  video, ConfigError when PyAV is missing."""
+  frames = frames_lib.FrameTranslator(translator, config.translate.temporal_smoothing,
+                                      *tile_args)
+  if image_files.is_video_file(path):
+    muxer = video_lib.container_of(target)[0]
+    info = {}
+    write_file_atomically(target, None, lambda tmp: info.update(video_lib.translate_video(
+        frames, path, tmp, muxer, translator.input_channels, PROGRESS_SECONDS)))
+    logging.info('%s: %d frames, %.3g fps, %dx%d, audio %s -> %s', path, info['frames'],
+                 info['fps'], *info['size'], info['audio'] or 'none', target)
+    return [target]
+  clip = animation.read_animation(path)
+  channels = translator.input_channels
+  inputs = video_lib.to_model(np.stack(clip.frames), channels)
+  out = images_lib.uint8_rgb_array(frames.translate(inputs))
+  if not config.translate.frames_as_files:
+    write_file_atomically(target, animation.encode_animation(out, clip.durations, clip.loop,
+                                                             clip.format))
+    return [target]
+  stem = os.path.splitext(target)[0]
+  written = [f'{stem}_{i + 1:05d}.png' for i in range(len(out))]
+  for name, frame in zip(written, out):
+    write_file_atomically(name, images_lib.png_bytes(frame))
+  return written
+
+
 def translate_paths(config, input, output, workdir=None,  # pylint: disable=redefined-builtin
                     saved_model=None, direction='AtoB', step=None, translator=None, model=None):
   """Translates a file, folder or glob into PNGs in `output`; returns a summary dict.
 
+  Videos (image_files.VIDEO_EXTENSIONS) and animated GIF / WebP / APNG files are translated
+  frame by frame (deploy/frames.py) into a file of the same kind (``clip.mp4`` ->
+  ``DIR/clip.mp4``; config.translate.frames_as_files: one PNG per frame of an animated image).
+  One video in with `output` a video file name (``out.mp4``) writes that file.
   Summary: {'written': [output paths], 'skipped': [(input path, reason)], 'tiled': count}.
-  Unreadable images are skipped with a warning. Raises FileExistsError (nothing written) when
+  Unreadable images and videos are skipped with a warning. Raises FileExistsError (nothing written) when
   an output would replace an input, OSError (filename set) when `output` cannot be created or
   written (before any translation) or a PNG cannot be written (no partial file is left under
   its name), and DataError when no input could be read.
   """
-  listing = image_files.find_inputs(input)
+  listing = image_files.find_inputs(input, videos=True)
   paths = listing.paths
   if listing.skipped:
     logging.warning('%s', image_files.summarize_skipped(listing.skipped, input))
   names = output_names(paths)
+  clips = {p for p in paths if image_files.is_video_file(p) or animation.is_animated(p)}
+  names.update({p: _clip_name(names[p], p) for p in clips})
+  if len(paths) == 1 and paths[0] in clips and image_files.is_video_file(output):
+    output, names[paths[0]] = os.path.split(os.path.abspath(output))  # one video -> that file
   _refuse_overwriting_inputs(paths, output, names)
   check_writable_folder(output)
   if translator is None:
@@ -373,6 +334,15 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
   progress = progress_lib.Progress('Translated', len(paths) if len(paths) > 1 else 0,
                                     every=PROGRESS_SECONDS)
   for path in paths:
+    if path in clips:
+      try:
+        written += _translate_clip(config, translator, path, os.path.join(output, names[path]),
+                                   (tile_size, tile_overlap, stats_size))
+      except configuration.DataError as e:
+        logging.warning('Skipping %s', e)
+        skipped.append((path, str(e)))
+      progress.update()
+      continue
     try:
       image = images_lib.read_image_file(path, translator.input_channels).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError,
@@ -389,12 +359,15 @@ def translate_paths(config, input, output, workdir=None,  # pylint: disable=rede
     written.append(target)
     progress.update()
   summary = {'written': written, 'skipped': skipped, 'tiled': tiled}
-  print(f'Translated {len(written)} image(s) with {translator.description} into {output}'
+  done_clips = len(clips - {p for p, _ in skipped})
+  print(f'Translated {len(paths) - len(skipped) - done_clips} image(s)'
+        f'{f" and {done_clips} video(s) or animated image(s)" if clips else ""} with '
+        f'{translator.description} into {output}'
         f'{f" ({tiled} in tiles)" if tiled else ""}; skipped {len(skipped)} unreadable'
         f'{": " + ", ".join(p for p, _ in skipped) if skipped else ""}.')
   if skipped and not written:
     raise configuration.DataError(
-        f'None of the {len(skipped)} input(s) could be read as an image: ' +
+        f'None of the {len(skipped)} input(s) could be read as an image or video: ' +
         '; '.join(reason for _, reason in skipped) +
-        '. Give JPEG, PNG, BMP, GIF, WebP, TIFF or PPM files.')
+        '. Give JPEG, PNG, BMP, GIF, WebP, TIFF or PPM files, or MP4, MOV, AVI, WebM or MKV.')
   return summary

@@ -99,6 +99,19 @@ class GANModel:
     items.update(self.optimizers)
     return items
 
+  def random_states(self):
+    """A trackable holding the random state of every layer that draws (dropout's seed
+    generators), for checkpoint_items: a resumed run then draws the masks an uninterrupted
+    one would. None when no layer draws."""
+    states = [layer.seed_generator.state for net in self.networks.values()
+              for layer in net._flatten_layers()  # pylint: disable=protected-access
+              if getattr(layer, 'seed_generator', None) is not None]
+    if not states:
+      return None
+    holder = tf.Module()
+    holder.states = states
+    return holder
+
   def reset_replica_state(self):
     """Drops state kept per replica (image pools) when a run resumes on another replica
     count."""

@@ -92,6 +92,13 @@ class Pix2Pix(base.GANModel):
   def loss_names(self):
     return LOSS_NAMES + (PENALTY_TERMS if self._uses_penalty() else ())
 
+  def checkpoint_items(self):
+    items = super().checkpoint_items()
+    random_states = self.random_states()
+    if random_states is not None:  # dropout's masks continue where they were
+      items['random_states'] = random_states
+    return items
+
   def _uses_penalty(self):
     return self.config.train.gan_mode == 'wgangp' and self.config.train.gp_weight > 0
 

@@ -20,6 +20,7 @@ import pytest
 from conftest import tiny_config
 from cyclegan_tf import configuration
 from cyclegan_tf.evaluation import evaluate
+from cyclegan_tf.evaluation import pictures
 from cyclegan_tf.evaluation import evaluators
 from cyclegan_tf.evaluation.evaluators import fid_kid
 from cyclegan_tf.evaluation import inception
@@ -159,7 +160,7 @@ def test_index_html_links_every_translated_image(evaluated):
       assert os.path.isfile(os.path.join(step_dir, rel)), rel
   config = evaluated['config']
   for domain, fake in (('A', 'fake_B'), ('B', 'fake_A')):
-    names = evaluate._stems(  # pylint: disable=protected-access
+    names = pictures._stems(  # pylint: disable=protected-access
         input_pipeline.InputPipeline(config).test_names(domain), 4)
     for name in names:
       rel = f'images/{name}_{fake}.png'

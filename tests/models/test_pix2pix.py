@@ -7,6 +7,8 @@ against the updated D: GAN + lambda_L1 * L1. Two steps from the same weights mus
 losses, weights and batch-norm statistics.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -176,3 +178,44 @@ def test_colorization_is_pix2pix_from_l_to_ab():
   assert gray.shape == (1, 128, 128, 3)
   # Lab (50, 0, 0) is sRGB 119/255 on every channel (skimage's lab2rgb).
   np.testing.assert_allclose((gray + 1) * 127.5, 119.0, atol=0.6)
+
+
+def _scalars(logdir, tag):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0})
+  acc.Reload()
+  return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
+
+
+@pytest.mark.slow
+def test_a_resumed_pix2pix_run_takes_the_uninterrupted_runs_next_steps(tmp_path):
+  """Dropout on, batch norm: resumed from the uninterrupted run's checkpoint at step 4, the
+  next steps log that run's losses (weights, batch-norm statistics, Adam's moments, the
+  dropout layers' random state and the place in the epoch all come back)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
+  config = pix2pix_config.get_config()
+  config.model.netG, config.model.ngf, config.model.ndf = 'unet_128', 4, 4
+  config.data.load_size, config.data.crop_size = 136, 128
+  config.data.synthetic_train_size, config.data.synthetic_test_size = 6, 2
+  assert not config.model.no_dropout  # dropout's random state must resume too
+  config.train.n_epochs, config.train.n_epochs_decay = 1, 1
+  config.train.log_every_steps, config.train.checkpoint_every_steps = 1, 4
+  config.train.image_every_steps, config.train.max_to_keep = 100, 10
+  straight, resumed = str(tmp_path / 'straight'), tmp_path / 'resumed'
+  assert train.train_and_evaluate(config, straight) == 12
+  (resumed / 'checkpoints').mkdir(parents=True)
+  shutil.copy(os.path.join(straight, 'config.json'), resumed / 'config.json')
+  for path in glob.glob(os.path.join(straight, 'checkpoints', 'ckpt-4.*')):
+    shutil.copy(path, resumed / 'checkpoints')
+  tf.compat.v1.train.update_checkpoint_state(str(resumed / 'checkpoints'),
+                                             str(resumed / 'checkpoints' / 'ckpt-4'))
+  config.train.max_steps = 7
+  assert train.train_and_evaluate(config, str(resumed)) == 7
+  for name in pix2pix.LOSS_NAMES:
+    want = _scalars(os.path.join(straight, 'logs', 'train'), f'loss/{name}')
+    got = _scalars(str(resumed / 'logs' / 'train'), f'loss/{name}')
+    assert set(got) == {5, 6, 7}, got
+    for step in got:
+      assert got[step] == pytest.approx(want[step], rel=1e-3, abs=1e-4), (name, step)

@@ -5,6 +5,7 @@ serving the session's export (conftest.py `exported_run`) through a models.confi
 """
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
@@ -426,3 +428,29 @@ def test_server_command_line_checks_its_flags(tmp_path, capsys):
   assert not server._parse_args(['--model_base_path=x']).rest_api_enable_cors_support
   assert server._parse_args(['--model_base_path=x', '--rest_api_enable_cors_support'
                              ]).rest_api_enable_cors_support
+
+
+def test_an_animated_image_comes_back_animated_with_every_frame(live):
+  """translate_image translates every frame of an animated GIF and answers an animated PNG with
+  the GIF's frame durations and loop count (frame 1 alone for viewers that do not animate)."""
+  from cyclegan_tf.data import animation  # pylint: disable=g-import-not-at-top
+  rs = np.random.RandomState(5)
+  frames = [rs.randint(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(4)]
+  gif = animation.encode_animation(frames, [50, 60, 70, 80], 3, 'GIF')
+  still = lib.encoded_image((9, 13, 3), 1)
+  status, reply, _ = lib.call(_predict_url(live), 'POST', {
+      'signature_name': 'translate_image', 'instances': [lib.b64(gif), lib.b64(still)]})
+  assert status == 200, reply
+  answer = base64.b64decode(reply['predictions'][0]['b64'])
+  got = animation.read_animation(answer)
+  assert (len(got.frames), got.durations, got.loop, got.format) == (4, [50, 60, 70, 80], 3,
+                                                                      'PNG')
+  assert got.frames[0].shape == (16, 24, 3)
+  # Frame 3 is the translation of the GIF's frame 3, as a still image would be.
+  status, one, _ = lib.call(_predict_url(live), 'POST', {
+      'signature_name': 'translate_image',
+      'instances': [lib.b64(animation.frames_as_png(gif)[0][2])]})
+  assert status == 200
+  with Image.open(io.BytesIO(base64.b64decode(one['predictions'][0]['b64']))) as image:
+    np.testing.assert_array_equal(got.frames[2], np.asarray(image.convert('RGB')))
+  assert lib.png_size(base64.b64decode(reply['predictions'][1]['b64'])) == (13, 9)
