@@ -44,18 +44,22 @@ flags.DEFINE_enum('direction', 'AtoB', ('AtoB', 'BtoA'), 'translate: which gener
 flags.DEFINE_string('saved_model', None,
                     'translate: an exported or converted SavedModel instead of --workdir.')
 flags.DEFINE_string('pth', None, 'convert: a reference PyTorch state dict (.pth).')
-flags.DEFINE_enum('role', None, ('G_A', 'G_B', 'D_A', 'D_B'),
-                  'convert: the network the .pth holds (default: from the file name).')
+flags.DEFINE_enum('role', None, ('G_A', 'G_B', 'D_A', 'D_B', 'G'),
+                  'convert: the network the .pth holds (default: from the file name; G: '
+                  "pix2pix's generator).")
 flags.DEFINE_integer('step', None, 'evaluate / export / translate: checkpoint step '
                      '(default: the latest).')
 flags.DEFINE_bool('read_dataset', False, 'benchmark: feed the configured dataset instead of '
                   'random images.')
 # Published models by name; edge models for translate.
 flags.DEFINE_string('name', None, 'pretrained: a published model (--list shows them), e.g. '
-                    'horse2zebra.')
-flags.DEFINE_bool('list', False, 'pretrained: print the published models and their direction.')
+                    'horse2zebra or pix2pix_edges2shoes.')
+flags.DEFINE_bool('list', False, 'pretrained: print the published models, their model '
+                  '(cycle_gan or pix2pix) and direction.')
 flags.DEFINE_string('base_url', None, 'pretrained: download from this base URL instead of '
-                    'config.pretrained.base_url (a mirror, or a local server).')
+                    'config.pretrained.base_url (CycleGAN names) or '
+                    'config.pretrained.pix2pix_base_url (pix2pix names): a mirror, or a local '
+                    'server.')
 flags.DEFINE_string('model', None, 'translate: a SavedModel, LiteRT (.tflite) or ONNX (.onnx) '
                     'file or folder, instead of --workdir.')
 FLAGS = flags.FLAGS
@@ -234,10 +238,10 @@ def _run_pretrained(config):
   if not FLAGS.name or not FLAGS.output:
     raise app.UsageError('--mode=pretrained needs --name (see --list) and --output (a folder), '
                          'or --list.')
-  if FLAGS.base_url:
-    config.pretrained.base_url = FLAGS.base_url
+  if FLAGS.base_url:  # the named model's family: CycleGAN or pix2pix
+    config.pretrained.base_url = config.pretrained.pix2pix_base_url = FLAGS.base_url
   from cyclegan_tf.deploy import pretrained  # pylint: disable=g-import-not-at-top
-  pretrained.fetch(FLAGS.name, FLAGS.output, config)
+  pretrained.fetch(FLAGS.name, FLAGS.output, config, _explicit_model_fields(config))
 
 
 def _quiet_tensorflow_startup():

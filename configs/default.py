@@ -24,6 +24,13 @@ def get_config():
   model.no_dropout = True  # the reference's CycleGAN trains without dropout
   model.input_nc = 3
   model.output_nc = 3
+  # How exports and translate run the generator (cyclegan_tf/models/test_time.py): eval =
+  # batch norm with its moving statistics, no dropout; train = the reference's test.py without
+  # --eval (each image's own batch-norm statistics, dropout on with a seeded mask), which made
+  # its published pix2pix results. Converted reference weights with batch norm or dropout
+  # default to train unless this is set on the command line.
+  model.test_mode = 'eval'  # eval | train
+  model.test_seed = 0  # train mode: the dropout masks' seed (same input + seed = same output)
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset = 'synthetic_seasons'  # synthetic_seasons | folder | tfds | pix2pix
@@ -118,10 +125,13 @@ def get_config():
   export.onnx_opset = 18  # the newest opset tf2onnx 1.17 writes
   export.check_images = 2  # synthetic scenes each edge file is checked on against the generator
 
-  # Published models (cyclegan_tf/pretrained.py, --mode=pretrained).
+  # Published models (cyclegan_tf/deploy/pretrained.py, --mode=pretrained).
   config.pretrained = pretrained = ml_collections.ConfigDict()
   # Where NAME.pth is downloaded from: the reference's scripts/download_cyclegan_model.sh's URL.
   pretrained.base_url = 'http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models'
+  # Where the pix2pix names (pix2pix_NAME) download NAME.pth from: the reference's
+  # scripts/download_pix2pix_model.sh's URL.
+  pretrained.pix2pix_base_url = 'http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch'
   pretrained.cache_dir = ''  # downloaded .pth files; '' = $XDG_CACHE_HOME/cyclegan_tf/pretrained
   pretrained.timeout_s = 60.0  # seconds a download may wait for data before it fails
   pretrained.progress_s = 10.0  # seconds between download progress lines

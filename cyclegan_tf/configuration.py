@@ -9,8 +9,8 @@ line (--config and its overrides) sets only what the mode may change:
                   that differs from config.json is refused, naming the fields.
   evaluate        eval, plus where the data lives (data.root, data.tfds_data_dir) when given;
                   by default the data are where config.json records them (absolute paths)
-  export          export
-  translate       translate, export (model names)
+  export          export, model.test_mode / test_seed
+  translate       translate, export (model names), model.test_mode / test_seed
 
 mode_config(run_config, cli_config, mode) applies this rule; modes without a run directory
 (summary, convert, pretrained, benchmark) use the command line's config alone.
@@ -22,6 +22,7 @@ import os
 from cyclegan_tf.models import family
 from cyclegan_tf.models import losses
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import test_time
 
 DATASETS = ('synthetic_seasons', 'folder', 'tfds', 'pix2pix')
 DATASET_MODES = ('unaligned', 'aligned', 'colorization')
@@ -40,6 +41,8 @@ RESUMABLE_CHANGES = (
     'translate', 'benchmark', 'pretrained', 'train.jit_compile', 'train.precision',
     # The reference's --continue_train --lr: continue (e.g. after a NaN stop) at another rate.
     'train.lr',
+    # How exports and translate run the generator: not part of training.
+    'model.test_mode', 'model.test_seed',
 )
 # Config fields that hold local paths: '~' is expanded and they are recorded absolute.
 PATH_FIELDS = ('data.root', 'data.tfds_data_dir', 'train.init_from', 'eval.inception_weights',
@@ -61,8 +64,8 @@ _DATA_LOCATION = ('data.root', 'data.tfds_data_dir')
 # Fields each mode that consumes a run takes from the command line (the rest: config.json).
 MODE_FIELDS = {
     'evaluate': ('eval', 'data.root', 'data.tfds_data_dir', 'data.num_parallel_calls'),
-    'export': ('export',),
-    'translate': ('translate', 'export'),
+    'export': ('export', 'model.test_mode', 'model.test_seed'),
+    'translate': ('translate', 'export', 'model.test_mode', 'model.test_seed'),
 }
 
 
@@ -115,6 +118,7 @@ def validate(config):
       raise ConfigError(f'config.{field}={_get(config, field)!r} is not valid for '
                         f'{model.NAME}; allowed: {", ".join(map(str, allowed))}.')
   _positive(config, 'model.init_gain')
+  _choice(config, 'model.test_mode', test_time.TEST_MODES)
 
   _choice(config, 'data.dataset', DATASETS)
   _choice(config, 'data.dataset_mode', DATASET_MODES)

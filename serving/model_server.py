@@ -22,6 +22,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import defaults
 from serving import rest_json
+from serving import servables
 from serving.predict import Predictor
 from serving.servables import SIGNATURE_DEF_FIELD
 from serving.servables import ModelManager
@@ -101,9 +102,13 @@ class ModelServer:
     self.predictor.close()
 
   def ui_config(self):
-    """What the try-it page needs besides the REST API: model names and limits."""
+    """What the try-it page needs besides the REST API: model names, limits and each model's
+    test mode as servables.describe_test_mode words it ('' when its exports record none)."""
     return {'models': sorted(self.models), 'max_image_pixels': self.max_image_pixels,
-            'max_body_bytes': self.max_body_bytes}
+            'max_body_bytes': self.max_body_bytes,
+            'test_modes': {
+                name: servables.describe_test_mode(list(model.servables.values())).strip(' ()')
+                for name, model in sorted(self.models.items())}}
 
   def handle(self, method, path, body=b''):
     """Returns (HTTP status, JSON-able dict); never raises for a bad request."""

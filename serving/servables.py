@@ -94,6 +94,9 @@ class Servable:
           self.export_info = json.load(f)
       except (OSError, ValueError) as e:
         logging.warning('%s: unreadable %s: %s', path, EXPORT_METADATA, e)
+    # How the export runs its generator (cyclegan_tf models/test_time.py): 'eval' or 'train'.
+    self.test_mode = (self.export_info or {}).get('test_mode', 'eval' if self.export_info else None)
+    self.test_seed = (self.export_info or {}).get('test_seed')
     if warm_up:
       self.warm_up()
 
@@ -138,6 +141,18 @@ class ServedModel:
     if kind == 'specific':
       return [v for v in arg if v in available]
     return available
+
+
+def describe_test_mode(servables):
+  """' (test mode train, seed 0)' for the listing of a model's loaded versions ('' when none
+  records one; versions that differ are named: ' (test mode: 1 eval, 2 train seed 0)')."""
+  modes = {s.version: s.test_mode + (f' seed {s.test_seed}' if s.test_mode == 'train' else '')
+           for s in servables if s.test_mode}
+  if not modes:
+    return ''
+  if len(set(modes.values())) == 1:
+    return f' (test mode {next(iter(modes.values()))})'
+  return ' (test mode: ' + ', '.join(f'{v} {m}' for v, m in sorted(modes.items())) + ')'
 
 
 def _error_code(exception):

@@ -146,9 +146,10 @@ def main(argv=None):
   if args.file_system_poll_wait_seconds > 0:
     threading.Thread(target=app.poll_forever, args=(args.file_system_poll_wait_seconds,),
                      daemon=True, name='poll').start()
+  from serving import servables  # pylint: disable=g-import-not-at-top
   for model in app.models.values():
     print(f'Serving {model.config.name} versions {sorted(model.servables)} from '
-          f'{model.config.base_path}')
+          f'{model.config.base_path}{servables.describe_test_mode(model.servables.values())}')
   for line in lines:
     print(line)
   print('Ctrl-C stops.', flush=True)

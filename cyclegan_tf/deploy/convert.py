@@ -7,17 +7,25 @@ discriminator (basic, n_layers, pixel), infers its architecture from the tensors
 shapes (torch_layout.py), builds our network, copies every tensor in, and writes to the output
 folder:
 
-* ``<role>.weights.h5``: Keras weights (role G_A, G_B, D_A or D_B);
+* ``<role>.weights.h5``: Keras weights (role G_A, G_B, D_A, D_B, or G: pix2pix's generator);
 * ``<role>.json``: the architecture it was converted as (netG / netD, ngf / ndf, n_layers_D,
-  norm, dropout, input_nc, output_nc, role), which init_from.load_init_weights checks;
+  norm, dropout, input_nc, output_nc, role), the model (cycle_gan or pix2pix) and the test
+  mode of the export, which init_from.load_init_weights checks;
 * generators only: a SavedModel in the export layout, ``<model_name>/<version>/`` (cyclegan_a2b
-  for G_A or a published generator, cyclegan_b2a for G_B), for translate and the server.
+  for G_A or a published CycleGAN generator, cyclegan_b2a for G_B, pix2pix_a2b for G), for
+  translate and the server.
 
 The role comes from the file name: the reference's training writes ``{epoch}_net_G_A.pth``,
 ``_net_G_B``, ``_net_D_A``, ``_net_D_B`` (also read from copies such as ``latest_net_G_B (1).pth``
-and upper-case extensions); a published generator's name (``horse2zebra.pth``) is G_A, the
-direction it is named after. Any other name is an error asking for ``role=`` (``--role``):
-a guessed role would export B->A as A->B. Files that are not state dicts (a web page, a
+and upper-case extensions); its pix2pix (and ``--model test``) writes ``latest_net_G.pth``, role
+G (the reference's pix2pix defaults: a U-Net with batch norm and dropout, exported a2b as
+pix2pix_a2b); a published generator's name (``horse2zebra.pth``) is G_A, the direction it is
+named after, and a published pix2pix one's (``pix2pix_edges2shoes.pth``) is G. Any other name
+is an error asking for ``role=`` (``--role``): a guessed role would export B->A as A->B.
+
+Test mode (models/test_time.py): the export runs a generator with batch norm or dropout in
+'train' mode, as the reference's test.py does without --eval (its published pix2pix results),
+unless config.model.test_mode is given explicitly; others in config.model.test_mode ('eval'). Files that are not state dicts (a web page, a
 truncated download, a whole pickled model, a checkpoint of several networks) are errors that
 say what the file holds and what to do. Files are read with torch.load(weights_only=True): no
 code from the file runs.
@@ -37,10 +45,11 @@ from cyclegan_tf.deploy import export as export_lib
 from cyclegan_tf.data import image_files
 from cyclegan_tf.models import networks
 from cyclegan_tf.models import family
+from cyclegan_tf.models import test_time
 from cyclegan_tf.models import torch_layout
 
 ConversionError = torch_layout.ConversionError
-ROLES = torch_layout.ROLES
+ROLES = torch_layout.ROLES + ('G',)  # G: pix2pix's (and --model test's) one generator
 TORCH_VERSION = '2.13.0'
 INSTALL_HINT = (f'Converting PyTorch weights needs PyTorch: install it with '
                 f'`pip install -e ".[convert]"` (from the repository) or '
@@ -53,6 +62,12 @@ PUBLISHED_MODELS = (
     'horse2zebra', 'zebra2horse', 'monet2photo', 'style_monet', 'style_cezanne', 'style_ukiyoe',
     'style_vangogh', 'sat2map', 'map2sat', 'cityscapes_photo2label', 'cityscapes_label2photo',
     'facades_photo2label', 'facades_label2photo', 'iphone2dslr_flower')
+# The reference's published pix2pix generators (its scripts/download_pix2pix_model.sh: unet_256,
+# batch norm, dropout), converted as G. Three share a CycleGAN name, so ours carry a prefix:
+# pix2pix_sat2map is the pix2pix generator, sat2map the CycleGAN one.
+PIX2PIX_PREFIX = 'pix2pix_'
+PIX2PIX_MODELS = ('edges2shoes', 'sat2map', 'map2sat', 'facades_label2photo', 'day2night')
+PIX2PIX_PUBLISHED = tuple(PIX2PIX_PREFIX + name for name in PIX2PIX_MODELS)
 # net_G_A ... anywhere in the name, then an optional copy suffix " (1)" / "-1", then .pth / .pt.
 _ROLE_IN_NAME = re.compile(r'net_(G_A|G_B|D_A|D_B|G|D)(?:\s*\(\d+\)|[-_ ]\d+)?\.pth?$',
                            re.IGNORECASE)
@@ -157,16 +172,19 @@ def load_state_dict(pth_path):
 
 
 def role_from_filename(path):
-  """G_A / G_B / D_A / D_B from the reference's checkpoint names (net_G / net_D: pix2pix's) or
-  'G_A' for a published generator's name; None when the name does not say."""
+  """G_A / G_B / D_A / D_B from the reference's CycleGAN checkpoint names, G from pix2pix's
+  net_G (net_D reads as D_A), 'G_A' for a published CycleGAN generator's name and 'G' for a
+  published pix2pix one's (pix2pix_edges2shoes); None when the name does not say."""
   name = os.path.basename(path)
   match = _ROLE_IN_NAME.search(name)
   if match:
     role = match.group(1).upper()
-    return {'G': 'G_A', 'D': 'D_A'}.get(role, role)
+    return {'D': 'D_A'}.get(role, role)
   stem = re.sub(r'\.pth?$', '', name, flags=re.IGNORECASE)
   if stem in PUBLISHED_MODELS:
     return 'G_A'
+  if stem in PIX2PIX_PUBLISHED:
+    return 'G'
   return None
 
 
@@ -194,6 +212,8 @@ def _apply_config(arch, role, config, explicit_fields=None):
       force('ngf', explicit['ngf'], 'ngf', arch['ngf'])
     if 'no_dropout' in explicit:
       force('dropout', not explicit['no_dropout'], 'no_dropout', arch['dropout'])
+    if arch['dropout'] is None and role == 'G' and 'no_dropout' not in explicit:
+      arch['dropout'] = True  # a U-Net of pix2pix: the reference's default (no_dropout False)
     if arch['dropout'] is None:  # a U-Net: dropout has no weights; take the config's
       arch['dropout'] = bool(config is not None and not config.model.no_dropout)
   else:
@@ -224,10 +244,21 @@ def _apply_config(arch, role, config, explicit_fields=None):
 
 
 def _model_names(config):
-  if config is not None:
-    return {'G_A': family.export_name('cycle_gan', config.export, 'a2b'),
-            'G_B': family.export_name('cycle_gan', config.export, 'b2a')}
-  return {'G_A': 'cyclegan_a2b', 'G_B': 'cyclegan_b2a'}
+  export = config.export if config is not None else {'model_name_a2b': '', 'model_name_b2a': ''}
+  return {'G_A': family.export_name('cycle_gan', export, 'a2b'),
+          'G_B': family.export_name('cycle_gan', export, 'b2a'),
+          'G': family.export_name('pix2pix', export, 'a2b')}
+
+
+def test_mode_for(model, config=None, explicit_fields=None):
+  """(test mode, seed) of a converted generator's export: config.model.test_mode when set
+  explicitly (or the network has neither batch norm nor dropout), else 'train', the reference's
+  test.py without --eval."""
+  mode = config.model.get('test_mode', 'eval') if config is not None else 'eval'
+  seed = int(config.model.get('test_seed', 0)) if config is not None else 0
+  if 'test_mode' in (explicit_fields or ()) or not test_time.has_train_mode_layers(model):
+    return mode, seed
+  return 'train', seed
 
 
 def convert_state_dict(state, config=None, role=None, source='the state dict',
@@ -239,8 +270,9 @@ def convert_state_dict(state, config=None, role=None, source='the state dict',
   if role is None:
     raise ConversionError(
         f'{source} holds a {torch_layout.describe(inferred)}, and its name does not say which '
-        'network of the CycleGAN it is: pass --role=G_A (A->B), G_B (B->A), D_A or D_B. (The '
-        'reference names its checkpoints {epoch}_net_G_A.pth ...)')
+        'network it is: pass --role=G_A (A->B), G_B (B->A), D_A or D_B (a CycleGAN\'s), or G '
+        '(pix2pix\'s generator). (The reference names its checkpoints {epoch}_net_G_A.pth, '
+        'latest_net_G.pth ...)')
   if role not in ROLES:
     raise ConversionError(f'Unknown role {role!r}; allowed: {", ".join(ROLES)}.')
   if (kind == 'generator') != role.startswith('G'):
@@ -268,7 +300,7 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
     output_dir: created if needed; several roles can share it (e.g. for init_from).
     config: the run's config: its explicit config.model settings must match the file (see
       explicit_fields), and config.export names the export.
-    role: G_A, G_B, D_A or D_B; default from the file name (role_from_filename), else a
+    role: G_A, G_B, D_A, D_B or G; default from the file name (role_from_filename), else a
       ConversionError asks for it.
     export: for generators, also write the SavedModel export.
     explicit_fields: config.model fields the file must agree with (main.py passes those set
@@ -306,10 +338,14 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
   })
   if arch['kind'] == 'generator' and arch['netG'].startswith('unet'):
     record['dropout_from'] = 'config'  # U-Net dropout has no weights: not in the file
+  record['model'] = 'pix2pix' if role == 'G' else 'cycle_gan'
   export_path = None
   if export and arch['kind'] == 'generator':
     model_name = _model_names(config)[role]
-    export_path = export_lib.export_generator(model, output_dir, model_name, arch['netG'])
+    record['test_mode'], record['test_seed'] = test_mode_for(model, config, explicit_fields)
+    export_path = export_lib.export_generator(model, output_dir, model_name, arch['netG'],
+                                              test_mode=record['test_mode'],
+                                              test_seed=record['test_seed'])
     record['model_name'] = model_name
     record['export_path'] = os.path.abspath(export_path)
   architecture_path = os.path.join(output_dir, f'{role}.json')
@@ -319,7 +355,8 @@ def convert_file(pth_path, output_dir, config=None, role=None, export=True,
                record['num_tensors'], weights_path,
                f' and exported it to {export_path}' if export_path else '')
   print(f'Converted {pth_path} as {role}: {torch_layout.describe(arch)}, {record["num_tensors"]} tensors '
-        f'-> {weights_path}' + (f'; SavedModel {export_path}' if export_path else '') +
+        f'-> {weights_path}' + (f'; SavedModel {export_path} (test mode {record["test_mode"]})'
+                               if export_path else '') +
         (f' ({len(dropped)} unused keys dropped)' if dropped else ''))
   return {
       'role': role,

@@ -52,6 +52,16 @@ MAX_ABS_ERROR = {'float32': 1e-4, 'float16': 1e-2}
 CHECK_SEED = 12345
 
 
+def check_test_mode(formats, test_mode):
+  """Raises ConfigError when edge formats are asked for a train-mode export."""
+  edge = [f for f in formats if f in EDGE_FORMATS]
+  if edge and test_mode == 'train':
+    raise configuration.ConfigError(
+        f'config.export.formats asks for {", ".join(edge)}, which run the generator in eval '
+        "mode only; this export's config.model.test_mode is 'train'. Export saved_model only "
+        "(--config.export.formats=saved_model) or set --config.model.test_mode=eval.")
+
+
 def parse_list(text, allowed, field):
   """'a,b' -> ('a', 'b'), each in `allowed`; ConfigError naming `field` otherwise."""
   items = tuple(s.strip() for s in str(text).split(',') if s.strip())

@@ -20,7 +20,9 @@ Besides the signatures, each export holds two functions that TF Serving ignores 
 ``translate`` uses to cut large images into tiles that share instance-norm statistics:
 ``norm_statistics(images)`` and ``translate_with_norm_statistics(images, statistics)``.
 ``assets.extra/cyclegan_export.json`` records the model name, the run's netG, size multiple and
-minimum, channels, training step and the norm layers' widths.
+minimum, channels, training step, the norm layers' widths and the test mode the graph runs
+(``test_mode`` 'eval' or 'train' and its dropout ``test_seed``: models/test_time.py;
+config.model.test_mode).
 
 Exports always compute in float32 with a plain last conv (inference.inference_copy).
 ``--config.export.formats=saved_model,litert,onnx`` adds LiteRT and ONNX files beside the
@@ -106,13 +108,14 @@ def resolve_version_dir(path, version=None):
 # Export.
 
 
-def serving_module(generator, netG=None):
+def serving_module(generator, netG=None, test_mode='eval', test_seed=0):
   """The SavedModel's root: an inference.PaddedGenerator with the two signature functions.
 
   serve(images) -> {'translated': ...}; translate_image(image_bytes) -> {'png_bytes': ...};
-  and norm_statistics / translate_with_norm_statistics (see inference.PaddedGenerator).
+  and norm_statistics / translate_with_norm_statistics (see inference.PaddedGenerator), in
+  test_mode 'eval' or 'train' (models/test_time.py).
   """
-  module = inference.PaddedGenerator(generator, netG)
+  module = inference.PaddedGenerator(generator, netG, test_mode, test_seed)
   in_channels = module.input_channels
 
   @tf.function(autograph=False, input_signature=[
@@ -211,7 +214,8 @@ class _Staging:
         raise
 
 
-def _stage_generator(generator, model_base, model_name, netG, version, step, staging):
+def _stage_generator(generator, model_base, model_name, netG, version, step, staging,
+                     test_mode='eval', test_seed=0):
   """Writes one generator's SavedModel to a temporary dir of model_base registered in
   `staging` (renamed to <model_base>/<version> by staging.publish()); returns the version dir.
   Raises FileExistsError when that version exists."""
@@ -222,7 +226,7 @@ def _stage_generator(generator, model_base, model_name, netG, version, step, sta
   shutil.rmtree(tmp_dir, ignore_errors=True)
   staging.pairs.append((tmp_dir, version_dir))  # before writing: a failure removes it
 
-  module = serving_module(generator, netG)
+  module = serving_module(generator, netG, test_mode, test_seed)
   # The functions (all with input signatures) are traced once, inside save: tracing them
   # before would trace them twice, as saving retraces in its own context.
   signatures = {SERVING_SIGNATURE: module.serve, BYTES_SIGNATURE: module.translate_image}
@@ -238,6 +242,8 @@ def _stage_generator(generator, model_base, model_name, netG, version, step, sta
       'norm_layer_widths': [int(w) for w in module.norm_widths],
       'step': None if step is None else int(step),
       'version': int(version),
+      'test_mode': test_mode,
+      'test_seed': int(test_seed) if test_mode == 'train' else None,
       'signatures': {
           SERVING_SIGNATURE: {'inputs': [IMAGES_INPUT], 'outputs': [IMAGES_OUTPUT]},
           BYTES_SIGNATURE: {'inputs': [BYTES_INPUT], 'outputs': [BYTES_OUTPUT]},
@@ -249,8 +255,12 @@ def _stage_generator(generator, model_base, model_name, netG, version, step, sta
   return version_dir
 
 
-def export_generator(generator, export_base, model_name, netG=None, version=None, step=None):
+def export_generator(generator, export_base, model_name, netG=None, version=None, step=None,
+                     test_mode='eval', test_seed=0):
   """Writes one generator as <export_base>/<model_name>/<version>/; returns that directory.
+
+  test_mode: 'eval' or 'train' (models/test_time.py), with test_seed for train-mode dropout;
+  recorded in the metadata.
 
   `netG` is recorded in the metadata (and gives the size multiple of a generator without an
   ImageSizeCheck layer; ours all have one). `version` defaults to the next free one; an
@@ -264,7 +274,7 @@ def export_generator(generator, export_base, model_name, netG=None, version=None
     version = next_version(model_base)
   with _Staging() as staging:
     version_dir = _stage_generator(generator, model_base, model_name, netG, version, step,
-                                   staging)
+                                   staging, test_mode, test_seed)
     staging.publish()
   logging.info('Exported %s (%s) to %s', model_name, generator.name, version_dir)
   return version_dir
@@ -276,6 +286,11 @@ def model_names(config):
   (after config.data.direction)."""
   return {role: family.export_name(config.model, config.export, direction)
           for role, direction in family.get(config.model).EXPORTS.items()}
+
+
+def test_mode_of(config):
+  """(config.model.test_mode, config.model.test_seed), ('eval', 0) for configs without them."""
+  return config.model.get('test_mode', 'eval'), int(config.model.get('test_seed', 0))
 
 
 def _model_bases(export_dir, names):
@@ -296,7 +311,7 @@ def _stage_generators(generators, export_dir, config, step, version, staging):
   for (role, name), base in zip(names.items(), bases):
     os.makedirs(base, exist_ok=True)
     paths[name] = _stage_generator(generators[role], base, name, config.model.netG, version,
-                                   step, staging)
+                                   step, staging, *test_mode_of(config))
   return paths
 
 
@@ -337,6 +352,7 @@ def export_run(config, workdir, export_dir=None, step=None):
   # Which formats, validated before the checkpoint is read.
   formats = edge_export.parse_list(run_config.export.get('formats', 'saved_model'),
                                    edge_export.FORMATS, 'export.formats')
+  edge_export.check_test_mode(formats, test_mode_of(run_config)[0])
   export_dir = export_dir or run_dir.export_dir(workdir)
   inside = os.path.commonpath([os.path.abspath(export_dir), os.path.abspath(workdir)]) == (
       os.path.abspath(workdir))

@@ -2,14 +2,22 @@
 
   python main.py --mode=pretrained --list
   python main.py --mode=pretrained --name=horse2zebra --output=models/
+  python main.py --mode=pretrained --name=pix2pix_edges2shoes --output=models/
 
-fetches BASE_URL/NAME.pth (the URL pattern of the reference's
-scripts/download_cyclegan_model.sh; config.pretrained.base_url overrides the base), keeps it in
-config.pretrained.cache_dir, converts it (convert.convert_file, role G_A: a published generator
-maps the direction it is named after) and writes ``OUTPUT/NAME/``: ``G_A.weights.h5``,
-``G_A.json`` and the SavedModel ``cyclegan_a2b/<version>/`` (plus the edge formats that
-config.export.formats names), ready for ``--mode=translate --saved_model=OUTPUT/NAME`` and the
-server.
+Two families, one list (23 names). The 18 CycleGAN generators: fetches BASE_URL/NAME.pth (the
+URL pattern of the reference's scripts/download_cyclegan_model.sh; config.pretrained.base_url),
+converts it as role G_A (a published generator maps the direction it is named after) and
+writes ``OUTPUT/NAME/``: ``G_A.weights.h5``, ``G_A.json`` and the SavedModel
+``cyclegan_a2b/<version>/``. The 5 pix2pix generators (unet_256, batch norm, dropout) are named
+``pix2pix_<upstream name>`` (sat2map, map2sat and facades_label2photo exist in both families:
+``sat2map`` is the CycleGAN one, ``pix2pix_sat2map`` the pix2pix one): fetches
+PIX2PIX_BASE_URL/<upstream name>.pth (scripts/download_pix2pix_model.sh's URL;
+config.pretrained.pix2pix_base_url), caches it as ``pix2pix_<name>.pth``, converts it as role G
+and writes ``G.weights.h5``, ``G.json`` and ``pix2pix_a2b/<version>/``, exported in test mode
+'train' (models/test_time.py: the reference's test.py without --eval, which made its published
+pix2pix results) unless config.model.test_mode is set on the command line. Both are ready for
+``--mode=translate --saved_model=OUTPUT/NAME`` and the server (plus the edge formats that
+config.export.formats names; eval mode only).
 
 Downloads. The file is streamed to ``NAME.pth.part-<pid>`` in the cache and renamed only when
 complete: the size must match the server's Content-Length, the first bytes must be a PyTorch
@@ -33,7 +41,8 @@ from cyclegan_tf.data import image_files
 from cyclegan_tf import progress as progress_lib
 from cyclegan_tf.models import torch_layout
 
-# name -> (what it translates from, to), for --list. The names are convert.PUBLISHED_MODELS.
+# name -> (what it translates from, to), for --list. The names are convert.PUBLISHED_MODELS
+# and convert.PIX2PIX_PUBLISHED.
 DIRECTIONS = {
     'apple2orange': ('apple photo', 'orange photo'),
     'orange2apple': ('orange photo', 'apple photo'),
@@ -53,8 +62,16 @@ DIRECTIONS = {
     'facades_photo2label': ('facade photo', 'label map'),
     'facades_label2photo': ('label map (facades)', 'facade photo'),
     'iphone2dslr_flower': ('iPhone flower photo', 'DSLR photo (shallow depth of field)'),
+    'pix2pix_edges2shoes': ('shoe edge map', 'shoe photo'),
+    'pix2pix_sat2map': ('aerial photo', 'map'),
+    'pix2pix_map2sat': ('map', 'aerial photo'),
+    'pix2pix_facades_label2photo': ('label map (facades)', 'facade photo'),
+    'pix2pix_day2night': ('daytime photo', 'night photo'),
 }
+NAMES = convert.PUBLISHED_MODELS + convert.PIX2PIX_PUBLISHED
 CHUNK_BYTES = 1 << 20
+# configs/default.py's config.pretrained.pix2pix_base_url (scripts/download_pix2pix_model.sh's).
+PIX2PIX_BASE_URL = 'http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch'
 # torch.save's first bytes: a ZIP archive (PyTorch >= 1.6), or the legacy format's pickled
 # magic number (protocol 2, a 10-byte long).
 TORCH_SIGNATURES = (b'PK\x03\x04', b'\x80\x02\x8a\x0a')
@@ -64,15 +81,31 @@ class DownloadError(configuration.DataError):
   """A published model could not be fetched; the message names the URL and what to do."""
 
 
+def model_of(name):
+  """'pix2pix' for a published pix2pix generator's name, else 'cycle_gan'."""
+  return 'pix2pix' if name in convert.PIX2PIX_PUBLISHED else 'cycle_gan'
+
+
 def list_models():
-  """One line per published generator: 'horse2zebra  horse photo -> zebra photo'."""
-  width = max(len(n) for n in convert.PUBLISHED_MODELS)
-  return [f'{name:<{width}}  {DIRECTIONS[name][0]} -> {DIRECTIONS[name][1]}'
-          for name in convert.PUBLISHED_MODELS]
+  """One line per published generator, its model and direction:
+  'horse2zebra  cycle_gan  horse photo -> zebra photo'."""
+  width = max(len(n) for n in NAMES)
+  return [f'{name:<{width}}  {model_of(name):<9}  {DIRECTIONS[name][0]} -> {DIRECTIONS[name][1]}'
+          for name in NAMES]
 
 
 def model_url(name, base_url):
+  """BASE_URL/NAME.pth; a pix2pix name loses its prefix (pix2pix_sat2map -> sat2map.pth)."""
+  if name in convert.PIX2PIX_PUBLISHED:
+    name = name[len(convert.PIX2PIX_PREFIX):]
   return f'{base_url.rstrip("/")}/{name}.pth'
+
+
+def base_url_of(name, pretrained_config):
+  """config.pretrained.pix2pix_base_url for a pix2pix name, else config.pretrained.base_url."""
+  if model_of(name) == 'pix2pix':
+    return pretrained_config.get('pix2pix_base_url', PIX2PIX_BASE_URL)
+  return pretrained_config.base_url
 
 
 def cache_dir(configured=''):
@@ -84,10 +117,13 @@ def cache_dir(configured=''):
 
 
 def _check_name(name):
-  if name not in convert.PUBLISHED_MODELS:
+  if name not in NAMES:
+    hint = ''
+    if convert.PIX2PIX_PREFIX + name in NAMES:
+      hint = f' (the pix2pix generator is {convert.PIX2PIX_PREFIX + name!r})'
     raise configuration.ConfigError(
-        f'{name!r} is not a published model; --mode=pretrained --list shows them: '
-        f'{", ".join(convert.PUBLISHED_MODELS)}.')
+        f'{name!r} is not a published model{hint}; --mode=pretrained --list shows them: '
+        f'{", ".join(NAMES)}.')
 
 
 def _what_arrived(path):
@@ -116,9 +152,12 @@ def _check_download(tmp, url, expected_size):
 
 def _offline_error(url, target, reason):
   name = os.path.splitext(os.path.basename(target))[0]
+  script = 'download_cyclegan_model.sh'
+  if name in convert.PIX2PIX_PUBLISHED:
+    script, name = 'download_pix2pix_model.sh', name[len(convert.PIX2PIX_PREFIX):]
   return DownloadError(
       f'Could not download {url} ({reason}). Without internet, fetch it on another machine '
-      f'(the reference\'s scripts/download_cyclegan_model.sh {name} downloads the same file) and '
+      f'(the reference\'s scripts/{script} {name} downloads the same file) and '
       f'put it at {target}; --mode=pretrained then converts that file without downloading.')
 
 
@@ -174,38 +213,48 @@ def cached_file(name, pretrained_config):
     logging.info('Using the cached %s.', target)
     return target
   convert.import_torch()  # before a 45 MB download, not after
-  return download(model_url(name, pretrained_config.base_url), target,
+  return download(model_url(name, base_url_of(name, pretrained_config)), target,
                   float(pretrained_config.timeout_s), float(pretrained_config.progress_s))
 
 
-def fetch(name, output, config):
+def fetch(name, output, config, explicit_fields=None):
   """Downloads (or reuses) the published generator `name` and converts it into OUTPUT/NAME.
 
-  Writes what convert.convert_file writes (G_A.weights.h5, G_A.json, the SavedModel) plus the
-  edge formats of config.export.formats. Returns convert_file's dict with 'pth', 'output_dir',
-  'edge' ({format: folder}) and 'direction' ((from, to)).
+  Writes what convert.convert_file writes (G_A.weights.h5, G_A.json and cyclegan_a2b/ for a
+  CycleGAN name; G.weights.h5, G.json and pix2pix_a2b/ for a pix2pix one) plus the edge formats
+  of config.export.formats. explicit_fields: config.model fields set on the command line; of
+  them only test_mode counts (else a pix2pix export runs in 'train' mode). Returns
+  convert_file's dict with 'pth', 'output_dir', 'edge' ({format: folder}) and 'direction'
+  ((from, to)). Raises ConfigError for an unknown name, or for edge formats with a 'train' mode
+  (before downloading), DownloadError and ConversionError as their docs say.
   """
+  _check_name(name)
+  explicit = {'test_mode'} & set(explicit_fields or ())
+  role = 'G' if model_of(name) == 'pix2pix' else 'G_A'
+  mode = config.model.get('test_mode', 'eval')
+  formats = edge_export.parse_list(config.export.formats, edge_export.FORMATS, 'export.formats')
+  edge_export.check_test_mode(formats, mode if explicit or role == 'G_A' else 'train')
   pth = cached_file(name, config.pretrained)
   output_dir = os.path.join(os.path.abspath(output), name)
   try:
-    result = convert.convert_file(pth, output_dir, config, role='G_A')
+    result = convert.convert_file(pth, output_dir, config, role=role, explicit_fields=explicit)
   except torch_layout.ConversionError as e:
     if isinstance(e, convert.TorchNotInstalledError):
       raise
-    raise torch_layout.ConversionError(f'{e}\n(The cached copy of '
-                                       f'{model_url(name, config.pretrained.base_url)}: delete '
-                                       f'{pth} to download it again.)') from None
+    url = model_url(name, base_url_of(name, config.pretrained))
+    raise torch_layout.ConversionError(f'{e}\n(The cached copy of {url}: delete {pth} to '
+                                       'download it again.)') from None
   edge = {}
-  formats = edge_export.parse_list(config.export.formats, edge_export.FORMATS, 'export.formats')
   if any(f in formats for f in edge_export.EDGE_FORMATS):
-    generator = torch_layout.build_network(result['architecture'], name='G_A')
+    generator = torch_layout.build_network(result['architecture'], name=role)
     generator.load_weights(result['weights_path'])
     version = int(os.path.basename(result['export_path']))
     edge = edge_export.export_edge(generator, output_dir, result['architecture']['model_name'],
                                    config.export, netG=result['architecture']['netG'],
                                    version=version)
   source, target = DIRECTIONS[name]
-  print(f'{name} ({source} -> {target}) is ready in {output_dir}:\n'
+  print(f'{name} ({model_of(name)}: {source} -> {target}, test mode '
+        f'{result["architecture"]["test_mode"]}) is ready in {output_dir}:\n'
         f'  python main.py --mode=translate --saved_model={output_dir} --input=IMAGES '
         f'--output=OUT\n' +
         ''.join(f'  {fmt}: {folder}\n' for fmt, folder in edge.items()), end='')

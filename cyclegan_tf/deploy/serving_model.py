@@ -34,6 +34,10 @@ class ServingModel:
     self.input_channels = self.metadata.get('input_channels', spec[self.input_key].shape[-1])
     self.output_channels = self.metadata.get('output_channels')
     self.size_multiple = self.metadata.get('size_multiple')
+    # models/test_time.py: 'eval' or 'train' (our exports before the field ran in eval mode);
+    # None for a SavedModel without our metadata.
+    self.test_mode = self.metadata.get('test_mode', 'eval' if self.metadata else None)
+    self.test_seed = self.metadata.get('test_seed')
     self.model_name = self.metadata.get('model_name') or os.path.basename(
         os.path.dirname(self.path))
 

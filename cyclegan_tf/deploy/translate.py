@@ -33,7 +33,9 @@ seams and colour shifts). Tiles here share one set: a first pass over the whole 
 downscaled so that its longer side is at most `stats_size` (default tile_size), records every
 instance-norm layer's mean and variance, and every tile is translated with those fixed values
 (inference.run_generator); docs/deploy.md gives the measured gaps to whole-image translation.
-Batch norm at inference uses its moving averages: the same constants for every tile.
+Batch norm and dropout follow config.model.test_mode (models/test_time.py; a SavedModel keeps
+its export's): 'eval' uses the moving averages, the same for every tile; 'train' normalises per
+image, sharing statistics between tiles as instance norm does, with a seeded dropout mask.
 """
 
 import contextlib
@@ -92,10 +94,11 @@ class Translator:
     return self.norm_statistics is not None and self.with_statistics is not None
 
   @classmethod
-  def from_generator(cls, generator, netG=None):
-    padded = inference.PaddedGenerator(generator, netG)
+  def from_generator(cls, generator, netG=None, test_mode='eval', test_seed=0):
+    padded = inference.PaddedGenerator(generator, netG, test_mode, test_seed)
     return cls(padded.translate, padded.input_channels, padded.norm_statistics,
-               padded.translate_with_norm_statistics, description=f'generator {generator.name}')
+               padded.translate_with_norm_statistics,
+               description=f'generator {generator.name} (test mode {test_mode})')
 
   def through_lab(self):
     """This translator of a colorization generator (L -> ab) as one of pictures: RGB or gray
@@ -116,7 +119,8 @@ class Translator:
     return cls(model, model.input_channels,
                model.norm_statistics if shared else None,
                model.translate_with_norm_statistics if shared else None,
-               description=f'SavedModel {model.path}')
+               description=f'SavedModel {model.path}' +
+               (f' (test mode {model.test_mode})' if model.test_mode else ''))
 
   # Edge models: LiteRT / ONNX files through runtimes.py.
   @classmethod
@@ -175,7 +179,8 @@ def load_translator(config, workdir=None, saved_model=None, direction='AtoB', st
     raise configuration.ConfigError(
         f'direction={direction!r}: the run\'s model ({run_config.model.name}) has '
         f'no {wanted} generator; it translates {", ".join(sorted(by_direction))} only.')
-  translator = Translator.from_generator(by_direction[wanted], run_config.model.netG)
+  translator = Translator.from_generator(by_direction[wanted], run_config.model.netG,
+                                         *export.test_mode_of(config))
   return translator.through_lab() if run_config.model.name == 'colorization' else translator
 
 

@@ -15,7 +15,9 @@ and variance, so tiles translated on their own come out with different colours a
 run_generator re-applies the Keras functional graph's layers in order (the same layer objects
 and weights) and can record every instance norm's statistics (collect=True) or replace them by
 given ones (e.g. those of a downscaled copy of the whole image, applied to each of its tiles).
-Batch norm at inference uses its moving averages, the same for every tile.
+Batch norm at inference uses its moving averages, the same for every tile; in test_time's
+'train' mode it is a per-image norm (PerImageBatchNorm, an instance norm with gamma and beta)
+and shares statistics between tiles as instance norm does.
 """
 
 import keras
@@ -24,6 +26,7 @@ import tensorflow as tf
 
 from cyclegan_tf.models import custom_layers
 from cyclegan_tf.models import networks
+from cyclegan_tf.models import test_time
 
 PREDICT_BATCH = 8
 
@@ -252,11 +255,15 @@ class PaddedGenerator(tf.Module):
 
   images: float32 [N, H, W, C_in] in [-1, 1], any H, W; outputs: [N, H, W, C_out] in [-1, 1].
   A tf.Module, so a SavedModel can hold it (export.py does): it tracks the generator's variables.
+  test_mode 'eval' runs the generator as it is, 'train' its test_time.train_mode_copy (per-image
+  batch norm, which shares statistics between tiles like instance norm; dropout seeded by
+  test_seed). Raises ValueError for another test_mode.
   """
 
-  def __init__(self, generator, netG=None):
+  def __init__(self, generator, netG=None, test_mode='eval', test_seed=test_time.DEFAULT_SEED):
     super().__init__(name='padded_generator')
-    generator = inference_copy(generator)
+    generator = test_time.for_mode(inference_copy(generator), test_mode, test_seed)
+    self.test_mode, self.test_seed = test_mode, int(test_seed)
     self._keras = _Untracked(generator)
     self.multiple = size_multiple_of(generator, netG)
     self.min_size = minimum_size(generator, self.multiple)

@@ -23,7 +23,7 @@ import numpy as np
 from cyclegan_tf.models import custom_layers
 from cyclegan_tf.models import networks
 
-ROLES = ('G_A', 'G_B', 'D_A', 'D_B')
+ROLES = ('G_A', 'G_B', 'D_A', 'D_B')  # a CycleGAN's networks; convert.ROLES adds pix2pix's G
 # The fields of an architecture dict that describe a network (the rest is provenance).
 GENERATOR_FIELDS = ('netG', 'ngf', 'norm', 'dropout', 'input_nc', 'output_nc')
 DISCRIMINATOR_FIELDS = ('netD', 'ndf', 'n_layers_D', 'norm', 'input_nc', 'output_nc')
@@ -118,6 +118,7 @@ def infer_architecture(shapes, source='the state dict'):
 def config_nc_fields(role):
   """{network field: config.model field} for the channels of a role's network."""
   return {
+      'G': {'input_nc': 'input_nc', 'output_nc': 'output_nc'},  # pix2pix's one generator
       'G_A': {'input_nc': 'input_nc', 'output_nc': 'output_nc'},
       'G_B': {'input_nc': 'output_nc', 'output_nc': 'input_nc'},
       'D_A': {'input_nc': 'output_nc'},  # D_A judges domain B images

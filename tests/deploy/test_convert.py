@@ -175,8 +175,11 @@ def test_role_from_filename():
   assert convert.role_from_filename('latest_net_G_B (1).pth') == 'G_B'
   assert convert.role_from_filename('dl/latest_net_G_B.PTH') == 'G_B'
   assert convert.role_from_filename('latest_net_D_A-2.pth') == 'D_A'
-  assert convert.role_from_filename('latest_net_G.pth') == 'G_A'  # pix2pix's one generator
+  assert convert.role_from_filename('latest_net_G.pth') == 'G'  # pix2pix's one generator
+  assert convert.role_from_filename('latest_net_D.pth') == 'D_A'
   assert convert.role_from_filename('horse2zebra.pth') == 'G_A'  # published: its direction
+  assert convert.role_from_filename('pix2pix_sat2map.pth') == 'G'  # published pix2pix
+  assert convert.role_from_filename('sat2map.pth') == 'G_A'  # the CycleGAN one
   assert convert.role_from_filename('my_model.pth') is None
   assert convert.role_from_filename('netG_B_copy.pth') is None
 
