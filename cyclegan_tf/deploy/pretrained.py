@@ -28,17 +28,13 @@ Offline, the error names the URL that failed and where to put the file by hand. 
 log progress (bytes, rate, ETA) every config.pretrained.progress_s seconds.
 """
 
-import http.client
 import logging
 import os
-import urllib.error
-import urllib.request
 
 from cyclegan_tf import configuration
+from cyclegan_tf.data import downloads
 from cyclegan_tf.deploy import convert
 from cyclegan_tf.deploy import edge_export
-from cyclegan_tf.data import image_files
-from cyclegan_tf import progress as progress_lib
 from cyclegan_tf.models import torch_layout
 
 # name -> (what it translates from, to), for --list. The names are convert.PUBLISHED_MODELS
@@ -69,7 +65,6 @@ DIRECTIONS = {
     'pix2pix_day2night': ('daytime photo', 'night photo'),
 }
 NAMES = convert.PUBLISHED_MODELS + convert.PIX2PIX_PUBLISHED
-CHUNK_BYTES = 1 << 20
 # configs/default.py's config.pretrained.pix2pix_base_url (scripts/download_pix2pix_model.sh's).
 PIX2PIX_BASE_URL = 'http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch'
 # torch.save's first bytes: a ZIP archive (PyTorch >= 1.6), or the legacy format's pickled
@@ -77,8 +72,7 @@ PIX2PIX_BASE_URL = 'http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch'
 TORCH_SIGNATURES = (b'PK\x03\x04', b'\x80\x02\x8a\x0a')
 
 
-class DownloadError(configuration.DataError):
-  """A published model could not be fetched; the message names the URL and what to do."""
+DownloadError = downloads.DownloadError  # a published model could not be fetched
 
 
 def model_of(name):
@@ -110,10 +104,7 @@ def base_url_of(name, pretrained_config):
 
 def cache_dir(configured=''):
   """config.pretrained.cache_dir, or $XDG_CACHE_HOME/cyclegan_tf/pretrained (~/.cache/...)."""
-  if configured:
-    return os.path.abspath(os.path.expanduser(configured))
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(base, 'cyclegan_tf', 'pretrained')
+  return downloads.cache_dir(configured, 'pretrained')
 
 
 def _check_name(name):
@@ -126,22 +117,14 @@ def _check_name(name):
         f'{", ".join(NAMES)}.')
 
 
-def _what_arrived(path):
-  return image_files.describe_file(path, head_bytes=512)
-
-
-def _check_download(tmp, url, expected_size):
-  """DownloadError unless tmp holds all of a PyTorch state dict."""
-  size = os.path.getsize(tmp)
-  if expected_size is not None and size != expected_size:
-    raise DownloadError(f'The download of {url} is incomplete: {size:,} of {expected_size:,} '
-                        f'bytes arrived ({_what_arrived(tmp)}). Run the command again.')
+def _check_download(tmp, url):
+  """DownloadError unless tmp holds a PyTorch state dict."""
   with open(tmp, 'rb') as f:
     head = f.read(16)
   if not head.startswith(TORCH_SIGNATURES):
     raise DownloadError(f'{url} did not send a PyTorch file: what arrived is '
-                        f'{_what_arrived(tmp)}. Check the URL (config.pretrained.base_url) '
-                        'or download the file by hand.')
+                        f'{downloads.what_arrived(tmp)}. Check the URL '
+                        '(config.pretrained.base_url) or download the file by hand.')
   try:
     convert.load_state_dict(tmp)
   except torch_layout.ConversionError as e:
@@ -150,59 +133,25 @@ def _check_download(tmp, url, expected_size):
     raise DownloadError(f'{url} sent a file PyTorch cannot use as a state dict: {e}') from None
 
 
-def _offline_error(url, target, reason):
+def _offline_hint(target):
   name = os.path.splitext(os.path.basename(target))[0]
   script = 'download_cyclegan_model.sh'
   if name in convert.PIX2PIX_PUBLISHED:
     script, name = 'download_pix2pix_model.sh', name[len(convert.PIX2PIX_PREFIX):]
-  return DownloadError(
-      f'Could not download {url} ({reason}). Without internet, fetch it on another machine '
-      f'(the reference\'s scripts/{script} {name} downloads the same file) and '
-      f'put it at {target}; --mode=pretrained then converts that file without downloading.')
+  return (f'Without internet, fetch it on another machine (the reference\'s scripts/{script} '
+          f'{name} downloads the same file) and put it at {target}; --mode=pretrained then '
+          'converts that file without downloading.')
 
 
 def download(url, target, timeout_s=60.0, progress_s=10.0):
-  """Streams url to target (via target.part-<pid>, renamed when complete and checked).
-
-  Logs '<url>: k/n bytes, r bytes/s, ETA' every progress_s seconds. Raises DownloadError for
-  an HTTP error, an unreachable server, an incomplete file or one that is not a state dict;
-  nothing is left at target then.
-  """
-  os.makedirs(os.path.dirname(target), exist_ok=True)
-  tmp = f'{target}.part-{os.getpid()}'
-  received = 0
-  try:
-    try:
-      with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        length = response.headers.get('Content-Length')
-        expected = int(length) if length and length.isdigit() else None
-        progress = progress_lib.Progress(f'Downloading {url}', expected or 0, unit='bytes',
-                                         every=progress_s)
-        with open(tmp, 'wb') as f:
-          while True:
-            chunk = response.read(CHUNK_BYTES)
-            if not chunk:
-              break
-            f.write(chunk)
-            received += len(chunk)
-            progress.update(len(chunk))
-    except urllib.error.HTTPError as e:
-      body = e.read(512) if e.fp else b''
-      raise DownloadError(
-          f'{url} answered HTTP {e.code} {e.reason} ({image_files.describe_bytes(body)}, '
-          f'starting {body[:16]!r}). Check the name and config.pretrained.base_url.') from None
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
-      if received:
-        raise DownloadError(f'The download of {url} broke after {received:,} bytes '
-                            f'({getattr(e, "reason", e)}). Run the command again.') from None
-      raise _offline_error(url, target, getattr(e, 'reason', e)) from None
-    _check_download(tmp, url, expected)
-    os.replace(tmp, target)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  logging.info('Downloaded %s to %s (%d bytes).', url, target, os.path.getsize(target))
-  return target
+  """Streams url to target (downloads.download: a temporary name, renamed when complete) and
+  checks it is a PyTorch state dict. Raises DownloadError for an HTTP error, an unreachable
+  server (saying where to put the file by hand), an incomplete file or one that is not a state
+  dict; nothing is left at target then."""
+  return downloads.download(url, target, check=_check_download,
+                            offline_hint=_offline_hint(target),
+                            url_field='config.pretrained.base_url', timeout_s=timeout_s,
+                            progress_s=progress_s)
 
 
 def cached_file(name, pretrained_config):
