@@ -168,7 +168,37 @@ def mirrored_job(out):
         config, os.path.join(workdir, 'checkpoints', f'ckpt-{RESUMED_STEPS}')))
     result[f'{name}_resume_logs'] = [line for line in logs.lines
                                      if 'pool' in line or 'Resumed' in line]
+  result.update(_pix2pix_runs(out, train, devices))
   _save(out, 'mirrored', result)
+
+
+def pix2pix_config(strategy, devices=''):
+  """pix2pix with instance norm and no dropout (so that 2 replicas compute what one device
+  computes on the global batch), resnet_6blocks ngf 8 at 32 px, global batch 2."""
+  from configs import pix2pix  # pylint: disable=g-import-not-at-top
+  config = pix2pix.get_config()
+  config.model.netG, config.model.ngf, config.model.ndf = 'resnet_6blocks', 8, 8
+  config.model.norm, config.model.no_dropout = 'instance', True
+  config.data.load_size, config.data.crop_size = 36, 32
+  config.data.synthetic_train_size, config.data.synthetic_test_size = 8, 2
+  config.train.batch_size, config.train.max_steps = 2, STEPS
+  config.train.strategy, config.train.devices = strategy, devices
+  config.train.log_every_steps, config.train.image_every_steps = 1, 1000
+  return config
+
+
+def _pix2pix_runs(out, train, devices):
+  """pix2pix 3 steps on 2 replicas and on one device: {run: {loss: [per step]}}."""
+  from cyclegan_tf.evaluation import plots  # pylint: disable=g-import-not-at-top
+  losses = {}
+  for name, strategy, strategy_devices in (('pix2pix_mirrored', 'mirrored', devices),
+                                           ('pix2pix_default', 'default', '')):
+    workdir = os.path.join(out, name)
+    train.train_and_evaluate(pix2pix_config(strategy, strategy_devices), workdir)
+    scalars = plots.read_scalars(os.path.join(workdir, 'logs', 'train'))
+    losses[name] = {tag[len('loss/'):]: [float(v) for v in values]
+                    for tag, (_, values) in scalars.items() if tag.startswith('loss/')}
+  return {'pix2pix_losses': losses}
 
 
 def worker_job(out, index, ports):

@@ -126,6 +126,17 @@ def _losses(runs_, run, step):
           for tag, (steps, values) in scalars.items() if tag.startswith('loss/')}
 
 
+def test_pix2pix_on_two_replicas_trains_like_one_device(runs):
+  """The family's distributed step for a second model: pix2pix (instance norm, no dropout)
+  on 2 replicas logs the losses one device logs on the same global batches, step by step."""
+  losses = _result(runs, 'mirrored')['pix2pix_losses']
+  mirrored, default = losses['pix2pix_mirrored'], losses['pix2pix_default']
+  assert set(mirrored) == set(default) == {'G_GAN', 'G_L1', 'D_real', 'D_fake'}
+  for name, values in default.items():
+    assert len(values) == len(mirrored[name]) == 3, name
+    np.testing.assert_allclose(mirrored[name], values, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
 def test_per_replica_pools_keep_their_own_history(runs):
   result = _result(runs, 'mirrored')
   assert result['pool_mismatches'] == 0
