@@ -116,8 +116,11 @@ def exported_run(tmp_path_factory):
 # Two trainings that should be the same up to float rounding (another op order, other kernels,
 # separate or joined calls) are compared by what their weights DO, not weight by weight: Adam's
 # first steps move every weight whose gradient is within rounding of zero by a full +-lr either
-# way, on any CPU, and such a weight barely changes any output. A wrong gradient does.
-EQUIVALENCE_BOUND = 0.02  # output gap / output movement per network
+# way, on any CPU, and such a weight barely changes any output. A wrong gradient does. With
+# torch's Adam (epsilon 1e-8 after the bias correction; Keras' larger effective epsilon damped
+# them) those steps are whole: 2 replicas vs one device after 3 steps measured 0.023 (G_A),
+# while 2 more steps of one run (a real difference) measured 0.47 to 0.65.
+EQUIVALENCE_BOUND = 0.05  # output gap / output movement per network
 
 
 def output_gaps(got, want, initial, images):

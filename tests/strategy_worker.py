@@ -29,7 +29,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 STEPS = 3
 RESUMED_STEPS = 5
-NETS = ('G_A', 'G_B', 'D_A', 'D_B')
 
 
 def tiny_config(strategy, devices='', max_steps=STEPS):
@@ -64,7 +63,7 @@ def _capture_logs():
 
 
 def _weights(nets):
-  return {f'{name}/{w.path}': w.numpy() for name in NETS for w in nets[name].weights}
+  return {f'{name}/{w.path}': w.numpy() for name, net in nets.items() for w in net.weights}
 
 
 def checkpoint_weights(config, path):

@@ -314,7 +314,8 @@ def test_gray_to_colour_run_trains_summarises_evaluates_and_exports(tmp_path):
   with open(run_dir.metrics_path(workdir, 4)) as f:
     metrics = json.load(f)
   assert metrics['step'] == 4 and 'swd_a2b' in metrics and 'classifier_b2a' in metrics
-  assert 'psnr_a2b' not in metrics  # 1 vs 3 channels: no pixel-wise comparison
+  # G_A(A) against the true B (both RGB), but no baseline: the gray input is no RGB picture.
+  assert 'psnr_a2b' in metrics and 'psnr_baseline_a2b' not in metrics
   assert evaluate.evaluate(config, workdir)['step'] == 4
   paths = export.export_run(config, workdir, export_dir=str(tmp_path / 'export'))
   with open(os.path.join(paths['cyclegan_a2b'], export.METADATA_PATH)) as f:
