@@ -27,7 +27,8 @@ import serving_testlib as lib
 
 from serving import load_test
 
-pytestmark = pytest.mark.slow
+# One xdist group: the module's server starts once, not once per pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('server_e2e')]
 
 MAX_PIXELS = 30_000  # the 48 x 64 test image and the 160 x 160 examples pass; 200 x 160 not
 MAX_BODY = 2_000_000

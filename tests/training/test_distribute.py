@@ -33,7 +33,9 @@ import pytest
 import conftest
 from cyclegan_tf import distribute
 
-pytestmark = pytest.mark.slow  # worker processes
+# Slow (worker processes); one xdist group, so that the module's fixture runs its strategy
+# processes once, not once per pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('strategies')]
 
 WORKER = os.path.join(conftest.TESTS_DIR, 'strategy_worker.py')
 TIMEOUT_S = 900
