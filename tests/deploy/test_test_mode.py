@@ -15,6 +15,9 @@ from cyclegan_tf.deploy import translate
 from cyclegan_tf.models import networks
 from cyclegan_tf.models import test_time
 
+# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
+pytestmark = pytest.mark.xdist_group('test_test_mode')
+
 
 def _images(n, h, w, seed=0):
   return np.random.default_rng(seed).uniform(-1, 1, (n, h, w, 3)).astype(np.float32)
