@@ -116,11 +116,14 @@ class Translator:
     if not shared:
       logging.warning('%s has no norm_statistics functions: large images are tiled without '
                       'shared instance-norm statistics (visible seams are likely).', model.path)
-    return cls(model, model.input_channels,
-               model.norm_statistics if shared else None,
-               model.translate_with_norm_statistics if shared else None,
-               description=f'SavedModel {model.path}' +
-               (f' (test mode {model.test_mode})' if model.test_mode else ''))
+    translator = cls(model, model.input_channels,
+                     model.norm_statistics if shared else None,
+                     model.translate_with_norm_statistics if shared else None,
+                     description=f'SavedModel {model.path}' +
+                     (f' (test mode {model.test_mode})' if model.test_mode else ''))
+    # L in, ab out: a colorization export, whose pictures are made in Lab.
+    lab = (model.input_channels, model.output_channels) == (1, 2)
+    return translator.through_lab() if lab else translator
 
   # Edge models: LiteRT / ONNX files through runtimes.py.
   @classmethod

@@ -104,8 +104,7 @@ class GANModel:
     generators), for checkpoint_items: a resumed run then draws the masks an uninterrupted
     one would. None when no layer draws."""
     states = [layer.seed_generator.state for net in self.networks.values()
-              for layer in net._flatten_layers()  # pylint: disable=protected-access
-              if getattr(layer, 'seed_generator', None) is not None]
+              for layer in net.layers if getattr(layer, 'seed_generator', None) is not None]
     if not states:
       return None
     holder = tf.Module()

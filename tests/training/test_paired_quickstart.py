@@ -112,3 +112,12 @@ def test_colorization_trains_and_turns_gray_photos_into_colour_ones(tmp_path):
   l_out = color.rgb2lab(np.asarray(out))[..., 0]
   l_in = color.rgb2lab(np.repeat(gray_in[..., None], 3, -1).astype(np.uint8))[..., 0]
   assert np.abs(l_out - l_in).mean() < 1.5
+  # The export (L -> ab) colorizes the same way through translate.
+  code, _, err = run_main('--mode=export', f'--workdir={workdir}')
+  assert code == 0, err[-3000:]
+  code, _, err = run_main('--mode=translate', f'--saved_model={workdir}/export',
+                          f'--input={tmp_path / "gray"}', f'--output={tmp_path / "exported"}')
+  assert code == 0, err[-3000:]
+  exported = np.asarray(Image.open(tmp_path / 'exported' / 'old.png'), np.int32)
+  assert exported.shape == (70, 90, 3)
+  assert np.abs(exported - np.asarray(out, np.int32)).max() <= 2
