@@ -136,7 +136,7 @@ def test_pix2pix_on_two_replicas_trains_like_one_device(runs):
   assert set(mirrored) == set(default) == {'G_GAN', 'G_L1', 'D_real', 'D_fake'}
   for name, values in default.items():
     assert len(values) == len(mirrored[name]) == 3, name
-    np.testing.assert_allclose(mirrored[name], values, rtol=1e-3, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(mirrored[name], values, rtol=1e-2, atol=1e-4, err_msg=name)
 
 
 def test_per_replica_pools_keep_their_own_history(runs):
