@@ -136,6 +136,7 @@ def test_pix2pix_on_two_replicas_trains_like_one_device(runs):
   assert set(mirrored) == set(default) == {'G_GAN', 'G_L1', 'D_real', 'D_fake'}
   for name, values in default.items():
     assert len(values) == len(mirrored[name]) == 3, name
+    assert mirrored[name][0] == pytest.approx(values[0], rel=1e-5), name  # the same weights
     np.testing.assert_allclose(mirrored[name], values, rtol=1e-2, atol=1e-4, err_msg=name)
 
 
