@@ -153,13 +153,3 @@ def one_error_line(stderr):
   assert len(errors) == 1, stderr[-3000:]
   return errors[0]
 
-
-def pytest_collection_modifyitems(items):
-  """Longest first, for two workers to finish together: the strategy processes' group (over
-  two minutes of one worker), then the other slow tests, then the rest, each in its order."""
-  def rank(item):
-    group = item.get_closest_marker('xdist_group')
-    if group is not None and group.args and group.args[0] == 'strategies':
-      return 0
-    return 1 if item.get_closest_marker('slow') else 2
-  items.sort(key=rank)

@@ -36,8 +36,6 @@ from cyclegan_tf.deploy import runtimes  # pylint: disable=g-import-not-at-top,w
 from cyclegan_tf.data import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cyclegan_tf.deploy import translate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_edge_export')
 
 SIZE = 64
 MAX_ABS_ERROR = {'float32': 1e-4, 'float16': 1e-2}

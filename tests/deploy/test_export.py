@@ -20,8 +20,6 @@ from cyclegan_tf.deploy import serving_model
 from cyclegan_tf.data import images as images_lib
 from cyclegan_tf.models import networks
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_export')
 
 # The SavedModel's graph and an eager Keras call sum the last conv's 49 shifted GEMM slices
 # (custom_layers.few_output_conv2d) in their own order: outputs in [-1, 1] differ by a few float32

@@ -15,8 +15,6 @@ from cyclegan_tf.deploy import translate
 from cyclegan_tf.models import networks
 from cyclegan_tf.models import test_time
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_test_mode')
 
 
 def _images(n, h, w, seed=0):

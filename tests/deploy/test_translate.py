@@ -15,8 +15,6 @@ from cyclegan_tf.models import networks
 from cyclegan_tf import run_dir
 from cyclegan_tf.deploy import translate
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_translate')
 
 
 def _scene(height, width, seed=0):

@@ -18,8 +18,6 @@ from cyclegan_tf.deploy import translate
 from cyclegan_tf.deploy import video as video_lib
 from cyclegan_tf.models import networks
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_video')
 
 av = pytest.importorskip('av', reason='PyAV is the [video] extra: pip install -e ".[video]"')
 

@@ -29,8 +29,6 @@ from cyclegan_tf.models import networks
 from cyclegan_tf.evaluation import plots
 from cyclegan_tf import run_dir
 
-# One xdist group: the module-scoped fixtures are built once, not once per pytest worker.
-pytestmark = pytest.mark.xdist_group('test_evaluate')
 
 REQUIRED_KEYS = (
     'step', 'swd_a2b', 'swd_baseline_a2b', 'swd_b2a', 'swd_baseline_b2a', 'cycle_l1_a',
