@@ -40,6 +40,13 @@ def make_optimizer(train_config, precision):
   return optimizer
 
 
+def after_update(optimizer, terms):
+  """Tensors that exist only once `optimizer`'s last apply_gradients has run and `terms` (loss
+  tensors) are computed: control inputs for what must come after an update."""
+  inner = getattr(optimizer, 'inner_optimizer', optimizer)  # through loss scaling
+  return [tf.identity(inner.iterations)] + list(terms.values())
+
+
 class GANModel:
   """The base of the model family: the shared machinery of a GAN's train step.
 

@@ -212,8 +212,11 @@ class CycleGAN(base.GANModel):
     """optimize_parameters: the generators' update, then the discriminators'."""
     real_a, real_b = batch['A'], batch['B']
     (fake_a, fake_b), terms = self._generator_update(real_a, real_b)
-    terms.update(self._discriminator_update(real_a, real_b, fake_a, fake_b,
-                                            self.replica_seed(step)))
+    # The discriminators change only after the generators' step has read them (stated, not
+    # left to the executor's ordering of reads and writes).
+    with tf.control_dependencies(base.after_update(self.opt_G, terms)):
+      terms.update(self._discriminator_update(real_a, real_b, fake_a, fake_b,
+                                              self.replica_seed(step)))
     return terms
 
   def visuals(self, real_a, real_b):

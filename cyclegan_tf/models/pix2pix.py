@@ -141,9 +141,10 @@ class Pix2Pix(base.GANModel):
       fake_b = self.G(real_a, training=True)
     d_grads, terms = self._discriminator_grads(real_a, real_b, fake_b, self.replica_seed(step))
     self.opt_D.apply_gradients(zip(d_grads, self.d_vars))
-    # Reads of D below follow the update above (tf.function orders a resource's reads after
-    # its writes in program order): G learns against the updated D, as the reference's does.
-    d_fake_b, g_terms = self._generator_loss_grads(real_a, real_b, fake_b)
+    # G learns against the updated D, as the reference's does: its loss reads D after the
+    # update (stated, not left to the executor's ordering of reads and writes).
+    with tf.control_dependencies(base.after_update(self.opt_D, terms)):
+      d_fake_b, g_terms = self._generator_loss_grads(real_a, real_b, fake_b)
     g_grads = tape.gradient(fake_b, self.g_vars, output_gradients=d_fake_b,
                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
     self.opt_G.apply_gradients(zip(g_grads, self.g_vars))
