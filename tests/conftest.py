@@ -153,3 +153,17 @@ def one_error_line(stderr):
   assert len(errors) == 1, stderr[-3000:]
   return errors[0]
 
+
+def run_resumed_at(straight, resumed, step):
+  """Makes `resumed` (a pathlib folder) a run directory holding `straight`'s config.json and
+  its checkpoint of `step` as the latest, so training there resumes where `straight` was."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  (resumed / 'checkpoints').mkdir(parents=True)
+  shutil.copy(os.path.join(straight, 'config.json'), resumed / 'config.json')
+  for path in glob.glob(os.path.join(straight, 'checkpoints', f'ckpt-{step}.*')):
+    shutil.copy(path, resumed / 'checkpoints')
+  tf.compat.v1.train.update_checkpoint_state(str(resumed / 'checkpoints'),
+                                             str(resumed / 'checkpoints' / f'ckpt-{step}'))
+

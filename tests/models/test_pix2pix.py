@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest
+
 from configs import colorization as colorization_config
 from configs import pix2pix as pix2pix_config
 from cyclegan_tf import configuration
@@ -192,8 +194,6 @@ def test_a_resumed_pix2pix_run_takes_the_uninterrupted_runs_next_steps(tmp_path)
   """Dropout on, batch norm: resumed from the uninterrupted run's checkpoint at step 4, the
   next steps log that run's losses (weights, batch-norm statistics, Adam's moments, the
   dropout layers' random state and the place in the epoch all come back)."""
-  import glob  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
   from cyclegan_tf.training import train  # pylint: disable=g-import-not-at-top
   config = pix2pix_config.get_config()
   config.model.netG, config.model.ngf, config.model.ndf = 'unet_128', 4, 4
@@ -205,12 +205,7 @@ def test_a_resumed_pix2pix_run_takes_the_uninterrupted_runs_next_steps(tmp_path)
   config.train.image_every_steps, config.train.max_to_keep = 100, 10
   straight, resumed = str(tmp_path / 'straight'), tmp_path / 'resumed'
   assert train.train_and_evaluate(config, straight) == 12
-  (resumed / 'checkpoints').mkdir(parents=True)
-  shutil.copy(os.path.join(straight, 'config.json'), resumed / 'config.json')
-  for path in glob.glob(os.path.join(straight, 'checkpoints', 'ckpt-4.*')):
-    shutil.copy(path, resumed / 'checkpoints')
-  tf.compat.v1.train.update_checkpoint_state(str(resumed / 'checkpoints'),
-                                             str(resumed / 'checkpoints' / 'ckpt-4'))
+  conftest.run_resumed_at(straight, resumed, 4)
   config.train.max_steps = 7
   assert train.train_and_evaluate(config, str(resumed)) == 7
   for name in pix2pix.LOSS_NAMES:

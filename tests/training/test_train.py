@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest
 from conftest import REPO_ROOT, tiny_config
 from cyclegan_tf import configuration
 from cyclegan_tf.models import cycle_gan
@@ -122,12 +123,7 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_next_steps(trained_run, tmp_
   relative (D_A) with the suite's other worker busy."""
   config, straight = trained_run
   resumed = tmp_path / 'resumed'
-  (resumed / 'checkpoints').mkdir(parents=True)
-  shutil.copy(os.path.join(straight, 'config.json'), resumed / 'config.json')
-  for path in glob.glob(os.path.join(straight, 'checkpoints', 'ckpt-16.*')):
-    shutil.copy(path, resumed / 'checkpoints')
-  tf.compat.v1.train.update_checkpoint_state(str(resumed / 'checkpoints'),
-                                   str(resumed / 'checkpoints' / 'ckpt-16'))
+  conftest.run_resumed_at(straight, resumed, 16)
   partial = copy.deepcopy(config)
   partial.train.max_steps = 20
   assert train.train_and_evaluate(partial, str(resumed)) == 20
